@@ -1,0 +1,58 @@
+// The exec seam: every external command natctl runs goes through here, as an argv array
+// (never a shell), optionally inside a named network namespace.
+import { existsSync } from 'node:fs';
+import { execa } from 'execa';
+import { EnvironmentError } from '../errors.js';
+
+export interface RunResult {
+  exitCode: number;
+  stdout: string;
+  stderr: string;
+}
+
+export interface Runner {
+  /** Runs `command args...`; resolves with its output whatever its exit code. Rejects only when it could not start. */
+  run(command: string, args: string[], options?: { timeoutMs?: number }): Promise<RunResult>;
+  /** The namespace commands run in, or undefined for the caller's own. */
+  readonly netns?: string;
+}
+
+export const netnsNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
+
+export function netnsPath(name: string): string {
+  return `/run/netns/${name}`;
+}
+
+export function createRunner(netns?: string): Runner {
+  if (netns !== undefined) {
+    if (!netnsNamePattern.test(netns)) throw new EnvironmentError(`--netns ${JSON.stringify(netns)} is not a network namespace name`);
+    if (!existsSync(netnsPath(netns))) throw new EnvironmentError(`network namespace ${JSON.stringify(netns)} does not exist (no ${netnsPath(netns)}); create it with: ip netns add ${netns}`);
+  }
+  return {
+    netns,
+    async run(command, args, options = {}): Promise<RunResult> {
+      const [file, argv] = netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
+      try {
+        const result = await execa(file, argv, {
+          reject: false,
+          stdin: 'ignore',
+          timeout: options.timeoutMs ?? 60_000,
+          env: { LC_ALL: 'C' },
+          stripFinalNewline: false,
+        });
+        const stdout = String(result.stdout ?? '');
+        const stderr = String(result.stderr ?? '');
+        if (result.failed && result.exitCode === undefined) {
+          const code = (result as { code?: string }).code;
+          if (code === 'ENOENT') throw new EnvironmentError(`${command} not found (looked for ${file} on PATH)`);
+          if (result.timedOut) return { exitCode: 124, stdout, stderr: `${command} timed out` };
+          return { exitCode: 128, stdout, stderr: stderr || String(result.message) };
+        }
+        return { exitCode: result.exitCode ?? 0, stdout, stderr };
+      } catch (error) {
+        if (error instanceof EnvironmentError) throw error;
+        throw new EnvironmentError(`cannot run ${file}: ${(error as Error).message}`);
+      }
+    },
+  };
+}

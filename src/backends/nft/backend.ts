@@ -1,0 +1,83 @@
+// The real nftables backend: loads natctl's batch with `nft -j -f FILE` (atomic: all or
+// nothing) and reads the table back with `nft -j list table`.
+import { BackendCommandError, EnvironmentError } from '../../errors.js';
+import type { Model } from '../../model/model.js';
+import type { Backend, LiveState, Ruleset } from '../backend.js';
+import type { Runner } from '../exec.js';
+import { withTempFile } from '../tempfile.js';
+import type { NftDocument, NftListing } from './json.js';
+import { compareShapes, listingToBatch, liveStateOf } from './listing.js';
+import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+
+export interface NftBackendOptions {
+  runner: Runner;
+  /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
+  nftPath?: string;
+}
+
+function kernelMessage(stderr: string): string {
+  // nft echoes the whole JSON batch after the error; keep the error lines only.
+  return stderr.split('\n').filter((line) => /error|warning/i.test(line)).slice(0, 5).join('\n') || stderr.slice(0, 500);
+}
+
+export class NftBackend implements Backend {
+  readonly name = 'nft' as const;
+  private readonly runner: Runner;
+  private readonly nft: string;
+
+  constructor(options: NftBackendOptions) {
+    this.runner = options.runner;
+    this.nft = options.nftPath ?? process.env.NATCTL_NFT ?? 'nft';
+  }
+
+  render(model: Model): Ruleset {
+    return { backend: 'nft', text: `${JSON.stringify(renderNftDocument(model))}\n` };
+  }
+
+  private async loadText(text: string, checkOnly: boolean): Promise<void> {
+    await withTempFile('ruleset.json', text, async (file) => {
+      const args = checkOnly ? ['-c', '-j', '-f', file] : ['-j', '-f', file];
+      const result = await this.runner.run(this.nft, args);
+      if (result.exitCode !== 0) throw new BackendCommandError(`nft ${args.join(' ')}`, result.exitCode, kernelMessage(result.stderr));
+    });
+  }
+
+  check(ruleset: Ruleset): Promise<void> {
+    return this.loadText(ruleset.text, true);
+  }
+
+  load(ruleset: Ruleset): Promise<void> {
+    return this.loadText(ruleset.text, false);
+  }
+
+  async read(): Promise<LiveState | null> {
+    const result = await this.runner.run(this.nft, ['-j', 'list', 'table', tableFamily, tableName]);
+    if (result.exitCode !== 0) {
+      if (/No such file or directory/.test(result.stderr)) return null;
+      if (/Operation not permitted/.test(result.stderr)) throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
+      throw new BackendCommandError('nft -j list table', result.exitCode, result.stderr);
+    }
+    const listing = JSON.parse(result.stdout) as NftListing;
+    return liveStateOf(listing, result.stdout);
+  }
+
+  verify(ruleset: Ruleset, live: LiveState | null): string[] {
+    const document = JSON.parse(ruleset.text) as NftDocument;
+    return compareShapes(document, live ? (JSON.parse(live.raw) as NftListing) : null);
+  }
+
+  async restore(live: LiveState | null): Promise<void> {
+    const listing = live ? (JSON.parse(live.raw) as NftListing) : null;
+    await this.loadText(JSON.stringify(listingToBatch(listing)), false);
+  }
+
+  async flush(): Promise<void> {
+    await this.loadText(JSON.stringify(renderNftFlush()), false);
+  }
+
+  async version(): Promise<string> {
+    const result = await this.runner.run(this.nft, ['--version']);
+    if (result.exitCode !== 0) throw new EnvironmentError(`${this.nft} --version failed: ${result.stderr.trim()}`);
+    return result.stdout.trim();
+  }
+}

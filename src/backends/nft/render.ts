@@ -1,0 +1,260 @@
+// Model -> one nftables JSON batch that atomically replaces natctl's own table and nothing
+// else. The design (docs/ruleset.md): one `inet natctl` table; per-packet cost independent
+// of the number of mappings thanks to verdict maps keyed by (l4proto, port) and
+// (address, l4proto, port); one chain per mapping carrying its counter.
+import type { Cidr, Family } from '../../config/addr.js';
+import type { PortRange } from '../../config/ports.js';
+import type { BlockRule, Egress, Mapping, Model, Network, Proto, SnatRule, Target } from '../../model/model.js';
+import {
+  type NftCommand, type NftDocument, type NftMap, type NftObject, type NftStatement, type NftValue,
+  accept, concat, counter, ct, daddrIsLocal, drop, jump, masquerade, match, meta, payload, prefix, range, ret, set, vmap,
+} from './json.js';
+
+export const tableFamily = 'inet';
+export const tableName = 'natctl';
+const T = { family: tableFamily, table: tableName };
+
+const ipProto = (family: Family): 'ip' | 'ip6' => (family === 4 ? 'ip' : 'ip6');
+const addrType = (family: Family): string => (family === 4 ? 'ipv4_addr' : 'ipv6_addr');
+const nfproto = (family: Family): string => (family === 4 ? 'ipv4' : 'ipv6');
+
+const protos: readonly Proto[] = ['tcp', 'udp', 'sctp'];
+
+/** DNAT dispatch maps (nat hooks), keyed by [address .] l4proto . port, wildcard and host-IP-bound, per family. */
+export const dnatMap = (family: Family, bound: boolean): string => `dnat${family}${bound ? '_addr' : ''}`;
+/**
+ * Forward dispatch maps, keyed by the connection's original [address .] port. One per
+ * protocol: nft gives `ct original proto-dst` a type only after a single `meta l4proto`.
+ */
+export const forwardMap = (family: Family, proto: Proto, bound: boolean): string => `fwd${family}_${proto}${bound ? '_addr' : ''}`;
+export const mappingChain = (name: string): string => `m-${name}`;
+export const forwardChain = (name: string): string => `f-${name}`;
+export const targetChain = (name: string, index: number): string => `t-${name}-${index}`;
+export const blockChain = (name: string): string => `b-${name}`;
+
+const portValue = (ports: PortRange): NftValue => (ports.from === ports.to ? ports.from : range(ports.from, ports.to));
+const cidrValue = (cidr: Cidr): NftValue => (cidr.prefix === (cidr.family === 4 ? 32 : 128) ? cidr.addr : prefix(cidr.addr, cidr.prefix));
+
+function dnatKey(mapping: Mapping): NftValue {
+  const tail = [mapping.proto, portValue(mapping.hostPorts)];
+  return mapping.hostIp === undefined ? concat(...tail) : concat(mapping.hostIp, ...tail);
+}
+
+function forwardKey(mapping: Mapping): NftValue {
+  const port = portValue(mapping.hostPorts);
+  return mapping.hostIp === undefined ? port : concat(mapping.hostIp, port);
+}
+
+/** DNAT to one target. A port range keeps Docker's positional meaning: host port h goes to target.from + (h - host.from). */
+function dnatTo(mapping: Mapping, target: Target): NftStatement[] {
+  const dnat: Record<string, unknown> = { family: ipProto(mapping.family), addr: target.addr };
+  const { hostPorts } = mapping;
+  if (target.ports.from === target.ports.to) {
+    dnat.port = target.ports.from;
+  } else if (target.ports.from !== hostPorts.from) {
+    const pairs: NftValue[] = [];
+    for (let offset = 0; offset <= hostPorts.to - hostPorts.from; offset++) pairs.push([hostPorts.from + offset, target.ports.from + offset]);
+    dnat.port = { map: { key: payload(mapping.proto, 'dport'), data: set(pairs) } };
+  } // else: the same range, the destination port is kept as it is.
+  // In an inet table nft needs the transport protocol stated before a DNAT with a port.
+  return [match(meta('l4proto'), mapping.proto), { dnat }];
+}
+
+function describeMapping(mapping: Mapping): string {
+  const host = `${mapping.hostIp ?? (mapping.family === 4 ? '0.0.0.0' : '[::]')}:${mapping.hostPorts.from}${mapping.hostPorts.to !== mapping.hostPorts.from ? `-${mapping.hostPorts.to}` : ''}`;
+  return `natctl mapping ${mapping.name} ${mapping.proto} ${host}`;
+}
+
+/**
+ * Collects objects and emits them in dependency order: chains, then maps with their
+ * elements inline (elements jump to chains), then rules (which reference maps). Elements go
+ * inline because nft 1.0.6's JSON parser refuses a separate `add element` into a
+ * single-key interval map (ENOENT), while it takes the same elements in the map itself.
+ */
+class Batch {
+  private readonly maps = new Map<string, NftMap>();
+  private readonly chains: NftCommand[] = [];
+  private readonly rules: NftCommand[] = [];
+  add(object: NftObject): void {
+    if ('map' in object) this.maps.set(object.map.name, { ...object.map });
+    else if ('chain' in object) this.chains.push({ add: object });
+    else if ('rule' in object) this.rules.push({ add: object });
+  }
+  element(map: string, elem: [NftValue, NftValue]): void {
+    const target = this.maps.get(map);
+    if (!target) throw new Error(`internal: no map ${map}`);
+    (target.elem ??= []).push(elem);
+  }
+  commands(): NftCommand[] {
+    const maps: NftCommand[] = [...this.maps.values()].map((map) => ({ add: { map } }));
+    return [...this.chains, ...maps, ...this.rules];
+  }
+  chain(name: string, base?: { type: 'filter' | 'nat'; hook: string; prio: number }): void {
+    this.add({ chain: base ? { ...T, name, ...base, policy: 'accept' } : { ...T, name } });
+  }
+  rule(chain: string, expr: NftStatement[], comment?: string): void {
+    this.add({ rule: comment ? { ...T, chain, expr, comment } : { ...T, chain, expr } });
+  }
+}
+
+function dispatchMaps(batch: Batch): void {
+  for (const family of [4, 6] as const) {
+    for (const bound of [false, true]) {
+      const dnatType = bound ? [addrType(family), 'inet_proto', 'inet_service'] : ['inet_proto', 'inet_service'];
+      batch.add({ map: { ...T, name: dnatMap(family, bound), type: dnatType, map: 'verdict', flags: ['interval'] } });
+      for (const proto of protos) {
+        const type = bound ? [addrType(family), 'inet_service'] : 'inet_service';
+        batch.add({ map: { ...T, name: forwardMap(family, proto, bound), type, map: 'verdict', flags: ['interval'] } });
+      }
+    }
+  }
+}
+
+function dnatDispatch(batch: Batch, chain: string, skipLoopback: boolean): void {
+  for (const family of [4, 6] as const) {
+    const dport = payload('th', 'dport');
+    batch.rule(chain, [daddrIsLocal(), vmap(concat(payload(ipProto(family), 'daddr'), meta('l4proto'), dport), `@${dnatMap(family, true)}`)]);
+    // Like Docker's `! -d 127.0.0.0/8`: a wildcard mapping never captures loopback; only an explicit loopback host IP (above) does.
+    const notLoopback = skipLoopback ? [match(payload(ipProto(family), 'daddr'), family === 4 ? prefix('127.0.0.0', 8) : '::1', '!=')] : [match(meta('nfproto'), nfproto(family))];
+    batch.rule(chain, [...notLoopback, daddrIsLocal(), vmap(concat(meta('l4proto'), dport), `@${dnatMap(family, false)}`)]);
+  }
+}
+
+function forwardDispatch(batch: Batch): void {
+  const original = ct('proto-dst', { dir: 'original' });
+  const isDnat = match(ct('status'), 'dnat', 'in');
+  for (const family of [4, 6] as const) {
+    for (const proto of protos) {
+      const l4 = match(meta('l4proto'), proto);
+      batch.rule('forward', [l4, isDnat, vmap(concat(ct('daddr', { family: ipProto(family), dir: 'original' }), original), `@${forwardMap(family, proto, true)}`)]);
+      batch.rule('forward', [l4, isDnat, match(meta('nfproto'), nfproto(family)), vmap(original, `@${forwardMap(family, proto, false)}`)]);
+    }
+  }
+}
+
+function renderMapping(batch: Batch, mapping: Mapping): void {
+  const comment = describeMapping(mapping);
+  const chain = mappingChain(mapping.name);
+  batch.chain(chain);
+  const [first] = mapping.targets;
+  if (mapping.targets.length === 1 && first) {
+    batch.rule(chain, [counter(), ...dnatTo(mapping, first)], comment);
+  } else {
+    // numgen inc: new connections go round-robin over the targets (only a connection's first packet reaches a nat chain).
+    const spread = mapping.targets.map((_, i): NftValue => [i, { goto: { target: targetChain(mapping.name, i) } }]);
+    batch.rule(chain, [counter(), vmap({ numgen: { mode: 'inc', mod: mapping.targets.length, offset: 0 } }, set(spread))], comment);
+    mapping.targets.forEach((target, i) => {
+      batch.chain(targetChain(mapping.name, i));
+      batch.rule(targetChain(mapping.name, i), dnatTo(mapping, target));
+    });
+  }
+
+  const forward = forwardChain(mapping.name);
+  batch.chain(forward);
+  const guard: NftStatement[] = [counter()];
+  batch.rule(forward, guard, comment);
+  if (mapping.allow.length) {
+    // Judged on the connection's original source, so replies to an allowed client pass too.
+    batch.rule(forward, [match(ct('saddr', { family: ipProto(mapping.family), dir: 'original' }), set(mapping.allow.map(cidrValue)), '!='), drop()]);
+  }
+  batch.rule(forward, [accept()]);
+
+  const bound = mapping.hostIp !== undefined;
+  batch.element(dnatMap(mapping.family, bound), [dnatKey(mapping), jump(chain)]);
+  batch.element(forwardMap(mapping.family, mapping.proto, bound), [forwardKey(mapping), jump(forward)]);
+}
+
+function renderBlock(batch: Batch, rule: BlockRule): void {
+  const chain = blockChain(rule.name);
+  batch.chain(chain);
+  for (const family of [4, 6] as const) {
+    const except = rule.except.filter((c) => c.family === family);
+    if (except.length) batch.rule(chain, [match(ct('saddr', { family: ipProto(family), dir: 'original' }), set(except.map(cidrValue))), ret()]);
+  }
+  batch.rule(chain, [counter(), drop()], `natctl block ${rule.name}`);
+  const port = portValue(rule.ports);
+  const selector = rule.match === 'hostPort'
+    ? [match(ct('status'), 'dnat', 'in'), match(ct('proto-dst', { dir: 'original' }), port)]
+    // The workload's port: what the server answers from, whatever the client dialled.
+    : [match(ct('proto-src', { dir: 'reply' }), port)];
+  // One rule per protocol: the port match needs a single l4proto before it.
+  for (const proto of rule.protos) batch.rule('block', [match(meta('l4proto'), proto), ...selector, jump(chain)]);
+}
+
+function egressRule(network: Network, subnet: Cidr, egress: Egress): NftStatement[] | undefined {
+  if (egress.kind === 'none') return undefined;
+  const base = [match(payload(ipProto(subnet.family), 'saddr'), cidrValue(subnet)), match(meta('oifname'), network.name, '!=')];
+  if (egress.kind === 'masquerade') return [...base, masquerade()];
+  const out = egress.outInterface ? [match(meta('oifname'), egress.outInterface)] : [];
+  return [...base, ...out, snatTo(subnet.family, egress.to.from, egress.to.to)];
+}
+
+function snatTo(family: Family, from: string, to: string): NftStatement {
+  return { snat: { family: ipProto(family), addr: from === to ? from : range(from, to) } };
+}
+
+function renderSnatRule(batch: Batch, rule: SnatRule): void {
+  const expr: NftStatement[] = [match(payload(ipProto(rule.family), 'saddr'), cidrValue(rule.source))];
+  if (rule.destination) expr.push(match(payload(ipProto(rule.family), 'daddr'), cidrValue(rule.destination)));
+  if (rule.outInterface) expr.push(match(meta('oifname'), rule.outInterface));
+  expr.push(rule.action.kind === 'masquerade' ? masquerade() : snatTo(rule.family, rule.action.to.from, rule.action.to.to));
+  batch.rule('postrouting', expr, `natctl snat ${rule.name}`);
+}
+
+function renderPostrouting(batch: Batch, model: Model): void {
+  for (const network of model.networks) {
+    if (!network.hairpin) continue;
+    for (const subnet of network.subnets) {
+      // Hairpin: a workload reaching a published port through the host address is sent back
+      // into its own network; masquerade so the reply returns through the host and is un-DNATed.
+      batch.rule('postrouting', [match(ct('status'), 'dnat', 'in'), match(meta('oifname'), network.name), match(payload(ipProto(subnet.family), 'saddr'), cidrValue(subnet)), masquerade()], `natctl hairpin ${network.name}`);
+    }
+  }
+  const loopbackNetworks = new Set(model.mappings.filter((m) => m.hostIp?.startsWith('127.')).map((m) => m.network));
+  for (const name of loopbackNetworks) {
+    if (name === undefined) continue;
+    // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
+    batch.rule('postrouting', [match(payload('ip', 'saddr'), prefix('127.0.0.0', 8)), match(meta('oifname'), name), masquerade()], `natctl loopback ${name}`);
+  }
+  for (const network of model.networks) {
+    for (const subnet of network.subnets) {
+      const expr = egressRule(network, subnet, network.egress[subnet.family]);
+      if (expr) batch.rule('postrouting', expr, `natctl egress ${network.name}`);
+    }
+  }
+  for (const rule of model.snat) renderSnatRule(batch, rule);
+}
+
+/** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
+export function renderNftDocument(model: Model): NftDocument {
+  const batch = new Batch();
+  dispatchMaps(batch);
+
+  batch.chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100 });
+  dnatDispatch(batch, 'prerouting', false);
+  batch.chain('output', { type: 'nat', hook: 'output', prio: -100 });
+  dnatDispatch(batch, 'output', true);
+  batch.chain('postrouting', { type: 'nat', hook: 'postrouting', prio: 100 });
+  batch.chain('forward', { type: 'filter', hook: 'forward', prio: 0 });
+  // Operator block rules come first, like Docker's DOCKER-USER: before any accept.
+  batch.chain('block');
+  batch.rule('forward', [jump('block')]);
+  forwardDispatch(batch);
+  for (const network of model.networks) {
+    batch.rule('forward', [match(meta('iifname'), network.name), accept()], `natctl egress ${network.name}`);
+    batch.rule('forward', [match(meta('oifname'), network.name), match(ct('state'), set(['established', 'related']), 'in'), accept()], `natctl replies ${network.name}`);
+  }
+
+  for (const rule of model.block) renderBlock(batch, rule);
+  for (const mapping of model.mappings) renderMapping(batch, mapping);
+  renderPostrouting(batch, model);
+  const table = { family: tableFamily, name: tableName };
+  // add + delete + add: replaces the table whether or not it exists, in one transaction.
+  return { nftables: [{ add: { table } }, { delete: { table } }, { add: { table } }, ...batch.commands()] };
+}
+
+/** Removes natctl's table if present, touching nothing else. */
+export function renderNftFlush(): NftDocument {
+  const table = { family: tableFamily, name: tableName };
+  return { nftables: [{ add: { table } }, { delete: { table } }] };
+}

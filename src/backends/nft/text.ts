@@ -1,0 +1,91 @@
+// Prints natctl's nftables JSON batch in nft's own syntax, for people (`render --format nft`).
+// It covers exactly the expressions render.ts emits; the JSON stays the source of truth.
+import type { NftChain, NftDocument, NftMap, NftRule, NftValue } from './json.js';
+
+const quote = (text: string): string => `"${text.replace(/["\\]/g, '')}"`;
+
+function value(v: unknown): string {
+  if (typeof v === 'string') return /^[A-Za-z0-9_.:@/-]+$/.test(v) ? v : quote(v);
+  if (typeof v === 'number' || typeof v === 'boolean') return String(v);
+  if (Array.isArray(v)) return `${value(v[0])} : ${value(v[1])}`;
+  if (v === null || typeof v !== 'object') return '?';
+  const [[key, body]] = Object.entries(v) as [[string, Record<string, unknown> & unknown[]]];
+  switch (key) {
+    case 'payload': return `${body.protocol} ${body.field}`;
+    case 'meta': return `meta ${body.key}`;
+    case 'ct': return `ct${body.dir ? ` ${body.dir}` : ''}${body.family ? ` ${body.family}` : ''} ${body.key}`;
+    case 'fib': return `fib ${(body.flags as string[]).join(' . ')} ${body.result}`;
+    case 'concat': return (body as unknown[]).map(value).join(' . ');
+    case 'prefix': return `${body.addr}/${body.len}`;
+    case 'range': return `${value(body[0])}-${value(body[1])}`;
+    case 'set': return `{ ${(body as unknown[]).map(value).join(', ')} }`;
+    case 'map': return `${value(body.key)} map ${value(body.data)}`;
+    case 'numgen': return `numgen ${body.mode} mod ${body.mod}`;
+    case 'jump': return `jump ${body.target}`;
+    case 'goto': return `goto ${body.target}`;
+    default: return `${key}`;
+  }
+}
+
+function statement(s: Record<string, unknown>): string {
+  const [[key, body]] = Object.entries(s) as [[string, Record<string, unknown>]];
+  switch (key) {
+    case 'match': {
+      const op = body.op === '==' || body.op === 'in' ? '' : `${body.op} `;
+      return `${value(body.left)} ${op}${value(body.right)}`;
+    }
+    case 'counter': return 'counter';
+    case 'vmap': return `${value(body.key)} vmap ${value(body.data)}`;
+    case 'dnat':
+    case 'snat': {
+      const port = body.port === undefined ? '' : `:${value(body.port)}`;
+      const addr = String(body.family) === 'ip6' && port ? `[${value(body.addr)}]` : value(body.addr);
+      return `${key} ${body.family} to ${addr}${port}`;
+    }
+    case 'jump':
+    case 'goto': return `${key} ${body.target}`;
+    default: return key;
+  }
+}
+
+function chainHeader(chain: NftChain): string {
+  if (!chain.hook) return '';
+  const prio = { '-100': 'dstnat', '100': 'srcnat', '0': 'filter' }[String(chain.prio)] ?? String(chain.prio);
+  return `\t\ttype ${chain.type} hook ${chain.hook} priority ${prio}; policy ${chain.policy};\n`;
+}
+
+export function documentToText(document: NftDocument): string {
+  const maps = new Map<string, NftMap & { elem: [NftValue, NftValue][] }>();
+  const chains = new Map<string, { chain: NftChain; rules: NftRule[] }>();
+  let tableLine = '';
+  for (const command of document.nftables) {
+    if (!('add' in command)) continue;
+    const object = command.add;
+    if ('table' in object) tableLine = `table ${object.table.family} ${object.table.name}`;
+    else if ('map' in object) maps.set(object.map.name, { ...object.map, elem: [...(object.map.elem ?? [])] });
+    else if ('chain' in object) chains.set(object.chain.name, { chain: object.chain, rules: [] });
+    else if ('rule' in object) chains.get(object.rule.chain)?.rules.push(object.rule);
+    else if ('element' in object) maps.get(object.element.name)?.elem.push(...object.element.elem);
+  }
+  const out: string[] = [`${tableLine} {`];
+  for (const map of maps.values()) {
+    const type = Array.isArray(map.type) ? map.type.join(' . ') : map.type;
+    out.push(`\tmap ${map.name} {`, `\t\ttype ${type} : ${map.map}`);
+    if (map.flags?.length) out.push(`\t\tflags ${map.flags.join(',')}`);
+    if (map.elem.length) out.push(`\t\telements = { ${map.elem.map((e) => value(e)).join(',\n\t\t\t     ')} }`);
+    out.push('\t}', '');
+  }
+  for (const { chain, rules } of chains.values()) {
+    out.push(`\tchain ${chain.name} {`);
+    const header = chainHeader(chain);
+    if (header) out.push(header.trimEnd());
+    for (const rule of rules) {
+      const comment = rule.comment ? ` comment ${quote(rule.comment)}` : '';
+      out.push(`\t\t${rule.expr.map((s) => statement(s as Record<string, unknown>)).join(' ')}${comment}`);
+    }
+    out.push('\t}', '');
+  }
+  if (out[out.length - 1] === '') out.pop();
+  out.push('}');
+  return `${out.join('\n')}\n`;
+}

@@ -1,0 +1,83 @@
+// Human-readable output for the CLI: plan diffs, status tables, history. Colour only on a
+// terminal (and never with NO_COLOR).
+import type { ApplyResult, StatusReport } from '../engine/controller.js';
+import type { Change, Plan } from '../engine/plan.js';
+import type { Generation } from '../engine/state.js';
+
+const useColour = (): boolean => Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
+const paint = (code: number, text: string): string => (useColour() ? `\u001b[${code}m${text}\u001b[0m` : text);
+export const green = (t: string): string => paint(32, t);
+export const red = (t: string): string => paint(31, t);
+export const yellow = (t: string): string => paint(33, t);
+export const dim = (t: string): string => paint(2, t);
+
+function summarize(change: Change): string {
+  const object = (change.after ?? change.before) as Record<string, unknown>;
+  if (change.kind !== 'mapping') return '';
+  const m = object as { proto: string; hostIp?: string; hostPorts: { from: number; to: number }; targets: { addr: string; ports: { from: number; to: number } }[] };
+  const port = (p: { from: number; to: number }): string => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`);
+  const targets = m.targets.map((t) => `${t.addr}:${port(t.ports)}`).join(', ');
+  return ` ${m.proto} ${m.hostIp ?? '*'}:${port(m.hostPorts)} -> ${targets}`;
+}
+
+export function formatPlan(plan: Plan): string {
+  if (!plan.changes.length) return `no changes (${plan.unchanged} object(s) unchanged)\n`;
+  const lines = plan.changes.map((change) => {
+    const text = `${change.kind} ${change.name}${summarize(change)}`;
+    if (change.op === 'add') return green(`+ ${text}`);
+    if (change.op === 'remove') return red(`- ${text}`);
+    return yellow(`~ ${text}`);
+  });
+  const count = (op: string): number => plan.changes.filter((c) => c.op === op).length;
+  lines.push(dim(`${count('add')} to add, ${count('change')} to change, ${count('remove')} to remove, ${plan.unchanged} unchanged`));
+  return `${lines.join('\n')}\n`;
+}
+
+export function formatApply(result: ApplyResult): string {
+  const out: string[] = [];
+  if (result.dryRun) out.push('dry run: nothing was changed', formatPlan(result.plan).trimEnd());
+  else if (!result.changed) out.push(`no changes: the kernel already holds generation ${result.generation?.generation ?? '?'}`);
+  else {
+    out.push(formatPlan(result.plan).trimEnd());
+    if (result.repairedDrift) out.push(yellow('repaired drift: the live ruleset had been changed outside natctl'));
+    out.push(green(`applied generation ${result.generation?.generation ?? '?'}`));
+  }
+  for (const warning of result.warnings) out.push(yellow(`warning: ${warning}`));
+  return `${out.join('\n')}\n`;
+}
+
+function table(header: string[], rows: string[][]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
+  return [line(header), ...rows.map(line)].join('\n');
+}
+
+export function formatStatus(report: StatusReport): string {
+  const out: string[] = [];
+  const where = report.netns ? ` in netns ${report.netns}` : '';
+  if (!report.active) out.push(`natctl holds no ruleset${where}`);
+  else out.push(`backend ${report.backend}${where}, generation ${report.generation?.number ?? 'none'}${report.generation ? ` applied ${report.generation.time}` : ''}`);
+  if (report.mappings.length) {
+    out.push(table(
+      ['MAPPING', 'HOST SIDE', 'TARGET', 'CONNS', 'PACKETS', 'BYTES', 'STATE'],
+      report.mappings.map((m) => [m.name, m.description, m.target, String(m.connections), String(m.packets), String(m.bytes), m.state]),
+    ));
+  }
+  if (report.blocked.length) {
+    out.push(table(['BLOCK RULE', 'DROPPED PACKETS', 'BYTES'], report.blocked.map((b) => [b.name, String(b.packets), String(b.bytes)])));
+  }
+  if (report.drift.drifted) {
+    out.push(red(`drift: the live ruleset differs from the last apply (${report.drift.missing.length} missing, ${report.drift.extra.length} extra); natctl apply repairs it`));
+    for (const line of report.drift.missing.slice(0, 10)) out.push(red(`  - ${line}`));
+    for (const line of report.drift.extra.slice(0, 10)) out.push(red(`  + ${line}`));
+  } else if (report.generation) out.push(green('in sync with the last apply'));
+  return `${out.join('\n')}\n`;
+}
+
+export function formatHistory(generations: Generation[]): string {
+  if (!generations.length) return 'no generations recorded\n';
+  return `${table(
+    ['GEN', 'TIME', 'KIND', 'BACKEND', 'MAPPINGS', 'HASH'],
+    generations.map((g) => [String(g.generation), g.time, g.kind, g.backend, String(g.config.mappings?.length ?? 0), g.hash.slice(0, 12)]),
+  )}\n`;
+}

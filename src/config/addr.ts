@@ -1,0 +1,135 @@
+// Address helpers: parsing, canonical text (RFC 5952 for IPv6, so what we render is what
+// nft prints back) and prefix arithmetic. Kept dependency-free and small on purpose.
+import { isIPv4, isIPv6 } from 'node:net';
+
+export type Family = 4 | 6;
+
+export interface Cidr {
+  family: Family;
+  /** canonical network address (host bits cleared) */
+  addr: string;
+  prefix: number;
+}
+
+export function ipFamily(text: string): Family | undefined {
+  if (isIPv4(text)) return 4;
+  if (isIPv6(text) && !text.includes('%')) return 6;
+  return undefined;
+}
+
+function v4ToBig(text: string): bigint {
+  return text.split('.').reduce((acc, part) => (acc << 8n) | BigInt(Number(part)), 0n);
+}
+
+function bigToV4(value: bigint): string {
+  return [24n, 16n, 8n, 0n].map((shift) => String((value >> shift) & 0xffn)).join('.');
+}
+
+function v6ToBig(text: string): bigint {
+  let source = text;
+  // An embedded IPv4 tail (::ffff:1.2.3.4) becomes two hex groups.
+  const v4Tail = /(\d+\.\d+\.\d+\.\d+)$/.exec(source);
+  if (v4Tail?.[1]) {
+    const v4 = v4ToBig(v4Tail[1]);
+    source = source.slice(0, -v4Tail[1].length) + `${(v4 >> 16n).toString(16)}:${(v4 & 0xffffn).toString(16)}`;
+  }
+  const [head = '', tail] = source.split('::');
+  const headGroups = head ? head.split(':') : [];
+  const tailGroups = tail ? tail.split(':') : [];
+  const missing = 8 - headGroups.length - tailGroups.length;
+  const groups = tail === undefined ? headGroups : [...headGroups, ...Array<string>(missing).fill('0'), ...tailGroups];
+  return groups.reduce((acc, group) => (acc << 16n) | BigInt(parseInt(group, 16)), 0n);
+}
+
+function bigToV6(value: bigint): string {
+  const groups = Array.from({ length: 8 }, (_, i) => Number((value >> BigInt(112 - 16 * i)) & 0xffffn));
+  // RFC 5952: compress the longest run (length >= 2) of zero groups, the first one on ties.
+  let bestStart = -1;
+  let bestLength = 0;
+  for (let i = 0; i < 8; ) {
+    if (groups[i] !== 0) {
+      i++;
+      continue;
+    }
+    let j = i;
+    while (j < 8 && groups[j] === 0) j++;
+    if (j - i > bestLength && j - i >= 2) {
+      bestStart = i;
+      bestLength = j - i;
+    }
+    i = j;
+  }
+  const hex = groups.map((g) => g.toString(16));
+  if (bestStart < 0) return hex.join(':');
+  return `${hex.slice(0, bestStart).join(':')}::${hex.slice(bestStart + bestLength).join(':')}`;
+}
+
+export function ipToBig(text: string): bigint {
+  return ipFamily(text) === 4 ? v4ToBig(text) : v6ToBig(text);
+}
+
+export function bigToIp(value: bigint, family: Family): string {
+  return family === 4 ? bigToV4(value) : bigToV6(value);
+}
+
+/** Canonical text of an address, or undefined when it is not an IP address. */
+export function canonicalIp(text: string): string | undefined {
+  const family = ipFamily(text);
+  if (!family) return undefined;
+  return bigToIp(ipToBig(text), family);
+}
+
+const bits = (family: Family): number => (family === 4 ? 32 : 128);
+
+/** Parses `addr/prefix` (or a bare address as a host prefix). Host bits must be zero. */
+export function parseCidr(text: string): Cidr | string {
+  const [addrText = '', prefixText, ...rest] = text.split('/');
+  if (rest.length) return 'is not an address or CIDR prefix';
+  const family = ipFamily(addrText);
+  if (!family) return 'is not an IP address or CIDR prefix';
+  const max = bits(family);
+  let prefix = max;
+  if (prefixText !== undefined) {
+    if (!/^\d{1,3}$/.test(prefixText) || Number(prefixText) > max) return `has a prefix length outside 0-${max}`;
+    prefix = Number(prefixText);
+  }
+  const value = ipToBig(addrText);
+  const hostMask = (1n << BigInt(max - prefix)) - 1n;
+  if ((value & hostMask) !== 0n) {
+    return `has host bits set (did you mean ${bigToIp(value & ~hostMask, family)}/${prefix}?)`;
+  }
+  return { family, addr: bigToIp(value, family), prefix };
+}
+
+export function cidrText(cidr: Cidr): string {
+  return `${cidr.addr}/${cidr.prefix}`;
+}
+
+export function cidrContains(cidr: Cidr, ip: string): boolean {
+  if (ipFamily(ip) !== cidr.family) return false;
+  const shift = BigInt(bits(cidr.family) - cidr.prefix);
+  return ipToBig(ip) >> shift === ipToBig(cidr.addr) >> shift;
+}
+
+/** An inclusive address range `a-b` (or a single address); both ends of one family. */
+export interface AddrRange {
+  family: Family;
+  from: string;
+  to: string;
+}
+
+export function parseAddrRange(text: string): AddrRange | string {
+  const parts = text.split('-');
+  if (parts.length > 2) return 'is not an address or an address range a-b';
+  const from = canonicalIp(parts[0] ?? '');
+  const to = canonicalIp(parts[1] ?? parts[0] ?? '');
+  if (!from || !to) return 'is not an address or an address range a-b';
+  const family = ipFamily(from) as Family;
+  if (ipFamily(to) !== family) return 'mixes IPv4 and IPv6';
+  if (ipToBig(from) > ipToBig(to)) return 'is a range whose start is above its end';
+  return { family, from, to };
+}
+
+export function isLoopback(ip: string): boolean {
+  return ipFamily(ip) === 4 ? ip.startsWith('127.') : canonicalIp(ip) === '::1';
+}

@@ -1,0 +1,34 @@
+// natctl's library entry: typed config parsing, pure renderers and the controller.
+export { parseConfigText, parseConfigObject, loadConfigFile, decodeConfigBytes } from './config/load.js';
+export { configSchema, configJsonSchema } from './config/schema.js';
+export type { Config, ConfigInput, NetworkConfig, MappingConfig, SnatRuleConfig, BlockRuleConfig, Proto } from './config/schema.js';
+export { parsePublish, type PublishSpec } from './config/publish.js';
+export { buildModel } from './model/build.js';
+export type * from './model/model.js';
+export { renderNftDocument, renderNftFlush, tableFamily, tableName } from './backends/nft/render.js';
+export { documentToText } from './backends/nft/text.js';
+export type { NftDocument } from './backends/nft/json.js';
+export type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from './backends/backend.js';
+export { NftBackend } from './backends/nft/backend.js';
+export { FakeBackend } from './backends/fake.js';
+export { Controller, type ControllerOptions, type ApplyResult, type StatusReport, type MappingStatus, type Drift } from './engine/controller.js';
+export type { Plan, Change } from './engine/plan.js';
+export type { Generation } from './engine/state.js';
+export * from './errors.js';
+
+import { buildModel } from './model/build.js';
+import { parseConfigObject } from './config/load.js';
+import { renderNftDocument } from './backends/nft/render.js';
+import { documentToText } from './backends/nft/text.js';
+import type { ConfigInput } from './config/schema.js';
+import type { NftDocument } from './backends/nft/json.js';
+
+/** Config (parsed or typed) -> the nftables JSON batch natctl would load. Pure. */
+export function renderNft(config: ConfigInput | unknown): NftDocument {
+  return renderNftDocument(buildModel(parseConfigObject(config)));
+}
+
+/** Same, in nft's text syntax. */
+export function renderNftText(config: ConfigInput | unknown): string {
+  return documentToText(renderNft(config));
+}

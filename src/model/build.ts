@@ -1,0 +1,253 @@
+// Config -> Model: resolves Docker publish strings, targets, families and names, and
+// rejects what only makes sense with the whole config in view. Every problem names its
+// path and the value found there; all problems are reported at once.
+import { type Cidr, type Family, cidrContains, canonicalIp, ipFamily, isLoopback, parseAddrRange, parseCidr } from '../config/addr.js';
+import { type PortRange, formatPortRange, portRangeLength, rangesOverlap, toPortRange } from '../config/ports.js';
+import { parsePublish } from '../config/publish.js';
+import type { BlockRuleConfig, Config, MappingConfig, NetworkConfig, Proto, SnatRuleConfig } from '../config/schema.js';
+import { ConfigError, type ConfigProblem } from '../errors.js';
+import type { BlockRule, Egress, Mapping, Model, Network, SnatRule, Target } from './model.js';
+import { parseTarget } from './target.js';
+
+const show = (value: unknown): string => JSON.stringify(value);
+
+class Problems {
+  readonly list: ConfigProblem[] = [];
+  add(path: string, message: string): void {
+    this.list.push({ path, message });
+  }
+}
+
+function cidrs(values: string[] | undefined, path: string, problems: Problems): Cidr[] {
+  const out: Cidr[] = [];
+  (values ?? []).forEach((text, i) => {
+    const parsed = parseCidr(text);
+    if (typeof parsed === 'string') problems.add(`${path}[${i}]`, `${show(text)} ${parsed}`);
+    else out.push(parsed);
+  });
+  return out;
+}
+
+function buildNetwork(config: NetworkConfig, path: string, problems: Problems): Network {
+  const subnets = cidrs(config.subnets, `${path}.subnets`, problems);
+  const masquerade: Egress = config.masquerade === false ? { kind: 'none' } : { kind: 'masquerade' };
+  const egress: Network['egress'] = { 4: masquerade, 6: masquerade };
+  if (config.snat) {
+    const to = parseAddrRange(config.snat.to);
+    if (typeof to === 'string') {
+      problems.add(`${path}.snat.to`, `${show(config.snat.to)} ${to}`);
+    } else if (!subnets.some((s) => s.family === to.family)) {
+      problems.add(`${path}.snat.to`, `${show(config.snat.to)} is IPv${to.family} but the network has no IPv${to.family} subnet`);
+    } else {
+      egress[to.family] = config.snat.outInterface
+        ? { kind: 'snat', to, outInterface: config.snat.outInterface }
+        : { kind: 'snat', to };
+    }
+  }
+  return { name: config.name, subnets, egress, hairpin: config.hairpin !== false };
+}
+
+interface HostSide {
+  hostIp?: string;
+  hostPorts: PortRange;
+  proto: Proto;
+  /** Container port from a publish string; undefined when the target says it. */
+  containerPorts?: PortRange;
+}
+
+function hostSide(config: MappingConfig, path: string, problems: Problems): HostSide | undefined {
+  if (config.publish !== undefined) {
+    const clashing = (['hostIp', 'hostPort', 'proto'] as const).filter((key) => config[key] !== undefined);
+    if (clashing.length) {
+      problems.add(`${path}.publish`, `cannot be combined with ${clashing.join(', ')}: the publish string already says them`);
+      return undefined;
+    }
+    const spec = parsePublish(config.publish);
+    if (typeof spec === 'string') {
+      problems.add(`${path}.publish`, `${show(config.publish)} ${spec}`);
+      return undefined;
+    }
+    const side: HostSide = { hostPorts: spec.hostPort, proto: spec.proto, containerPorts: spec.containerPort };
+    if (spec.hostIp !== undefined) side.hostIp = spec.hostIp;
+    return side;
+  }
+  if (config.hostPort === undefined) {
+    problems.add(`${path}.hostPort`, 'is required (or give a Docker "publish" string)');
+    return undefined;
+  }
+  const hostPorts = toPortRange(config.hostPort);
+  if (typeof hostPorts === 'string') {
+    problems.add(`${path}.hostPort`, `${show(config.hostPort)} ${hostPorts}`);
+    return undefined;
+  }
+  const side: HostSide = { hostPorts, proto: config.proto ?? 'tcp' };
+  if (config.hostIp !== undefined) side.hostIp = canonicalIp(config.hostIp) ?? config.hostIp;
+  return side;
+}
+
+function buildTargets(config: MappingConfig, side: HostSide, path: string, problems: Problems): { targets: Target[]; family: Family } | undefined {
+  if ((config.target === undefined) === (config.targets === undefined)) {
+    problems.add(`${path}.target`, config.target === undefined ? 'is required (or give "targets")' : 'cannot be combined with "targets"');
+    return undefined;
+  }
+  const entries = config.target !== undefined
+    ? [{ text: config.target, path: `${path}.target` }]
+    : (config.targets ?? []).map((text, i) => ({ text, path: `${path}.targets[${i}]` }));
+  const targets: Target[] = [];
+  let family: Family | undefined;
+  const hostLength = portRangeLength(side.hostPorts);
+  for (const entry of entries) {
+    const parsed = parseTarget(entry.text);
+    if (typeof parsed === 'string') {
+      problems.add(entry.path, `${show(entry.text)} ${parsed}`);
+      continue;
+    }
+    if (family !== undefined && parsed.family !== family) {
+      problems.add(entry.path, `${show(entry.text)} is IPv${parsed.family} but the other targets are IPv${family}; balance within one family`);
+      continue;
+    }
+    family = parsed.family;
+    if (parsed.ports && side.containerPorts) {
+      problems.add(entry.path, `${show(entry.text)} has a port, but the publish string already gives the container port ${formatPortRange(side.containerPorts)}`);
+      continue;
+    }
+    const ports = parsed.ports ?? side.containerPorts ?? side.hostPorts;
+    const length = portRangeLength(ports);
+    if (length !== hostLength) {
+      problems.add(entry.path, `${show(entry.text)} has ${length} port(s) but host port ${formatPortRange(side.hostPorts)} has ${hostLength}; ranges must be the same length`);
+      continue;
+    }
+    targets.push({ addr: parsed.addr, ports });
+  }
+  if (family === undefined || targets.length !== entries.length) return undefined;
+  return { targets, family };
+}
+
+function derivedName(mapping: Omit<Mapping, 'name'>): string {
+  const host = mapping.hostIp ? `${mapping.hostIp.replace(/:/g, '_')}-` : '';
+  const family = mapping.family === 6 && !mapping.hostIp ? '6' : '';
+  return `${mapping.proto}${family}-${host}${formatPortRange(mapping.hostPorts)}`;
+}
+
+function buildMapping(config: MappingConfig, path: string, networks: Network[], problems: Problems): Mapping | undefined {
+  const side = hostSide(config, path, problems);
+  if (!side) return undefined;
+  const resolved = buildTargets(config, side, path, problems);
+  if (!resolved) return undefined;
+  const { family, targets } = resolved;
+  if (side.hostIp !== undefined) {
+    const hostFamily = ipFamily(side.hostIp);
+    const where = config.publish !== undefined ? `${path}.publish` : `${path}.hostIp`;
+    if (hostFamily !== family) {
+      problems.add(where, `host IP ${side.hostIp} is IPv${hostFamily} but the target is IPv${family}: the kernel cannot translate between families`);
+      return undefined;
+    }
+    if (family === 6 && isLoopback(side.hostIp)) {
+      problems.add(where, 'host IP ::1 cannot be forwarded: Linux never routes IPv6 loopback traffic to another host');
+      return undefined;
+    }
+  }
+  const allow = cidrs(config.allow, `${path}.allow`, problems);
+  allow.forEach((cidr, i) => {
+    if (cidr.family !== family) problems.add(`${path}.allow[${i}]`, `${show(config.allow?.[i])} is IPv${cidr.family} but the mapping is IPv${family}`);
+  });
+  let network = config.network;
+  if (network !== undefined && !networks.some((n) => n.name === network)) {
+    problems.add(`${path}.network`, `${show(network)} is not a declared network (declared: ${networks.map((n) => n.name).join(', ') || 'none'})`);
+    return undefined;
+  }
+  // Without an explicit network, the one whose subnet holds the first target.
+  network ??= networks.find((n) => n.subnets.some((s) => targets[0] && cidrContains(s, targets[0].addr)))?.name;
+  const base: Omit<Mapping, 'name'> = { family, proto: side.proto, hostPorts: side.hostPorts, targets, allow };
+  if (side.hostIp !== undefined) base.hostIp = side.hostIp;
+  if (network !== undefined) base.network = network;
+  if (side.hostIp !== undefined && isLoopback(side.hostIp) && network === undefined) {
+    problems.add(`${path}.network`, 'is required for a loopback host IP: natctl must enable route_localnet on the interface toward the target');
+    return undefined;
+  }
+  return { name: config.name ?? derivedName(base), ...base };
+}
+
+function buildSnatRule(config: SnatRuleConfig, path: string, index: number, problems: Problems): SnatRule | undefined {
+  const source = parseCidr(config.source);
+  if (typeof source === 'string') return void problems.add(`${path}.source`, `${show(config.source)} ${source}`);
+  const rule: SnatRule = { name: config.name ?? `snat-${index}`, family: source.family, source, action: { kind: 'masquerade' } };
+  if (config.destination !== undefined) {
+    const destination = parseCidr(config.destination);
+    if (typeof destination === 'string') return void problems.add(`${path}.destination`, `${show(config.destination)} ${destination}`);
+    if (destination.family !== source.family) return void problems.add(`${path}.destination`, `${show(config.destination)} is not the same family as source ${config.source}`);
+    rule.destination = destination;
+  }
+  if (config.outInterface !== undefined) rule.outInterface = config.outInterface;
+  if ((config.to === undefined) === (config.masquerade !== true)) {
+    return void problems.add(`${path}.to`, config.to === undefined ? 'is required (or set masquerade: true)' : 'cannot be combined with masquerade: true');
+  }
+  if (config.to !== undefined) {
+    const to = parseAddrRange(config.to);
+    if (typeof to === 'string') return void problems.add(`${path}.to`, `${show(config.to)} ${to}`);
+    if (to.family !== source.family) return void problems.add(`${path}.to`, `${show(config.to)} is IPv${to.family} but source ${config.source} is IPv${source.family}`);
+    rule.action = { kind: 'snat', to };
+  }
+  return rule;
+}
+
+function buildBlockRule(config: BlockRuleConfig, path: string, index: number, problems: Problems): BlockRule | undefined {
+  if ((config.hostPort === undefined) === (config.targetPort === undefined)) {
+    return void problems.add(`${path}.hostPort`, config.hostPort === undefined ? 'is required (or give targetPort)' : 'cannot be combined with targetPort');
+  }
+  const match = config.hostPort !== undefined ? 'hostPort' : 'targetPort';
+  const value = config.hostPort ?? config.targetPort ?? 0;
+  const ports = toPortRange(value);
+  if (typeof ports === 'string') return void problems.add(`${path}.${match}`, `${show(value)} ${ports}`);
+  const except = cidrs(config.except, `${path}.except`, problems);
+  const protos: Proto[] = config.proto ? [config.proto] : ['tcp', 'udp', 'sctp'];
+  return { name: config.name ?? `block-${index}`, protos, match, ports, except };
+}
+
+function checkUnique(names: { name: string; path: string }[], what: string, problems: Problems): void {
+  const seen = new Map<string, string>();
+  for (const { name, path } of names) {
+    const first = seen.get(name);
+    if (first !== undefined) problems.add(path, `${what} name ${show(name)} is already used at ${first}`);
+    else seen.set(name, path);
+  }
+}
+
+/** Two mappings conflict when a packet could match both: same family and proto, overlapping ports, and the same host IP or a wildcard on either side. */
+function checkConflicts(mappings: { mapping: Mapping; path: string }[], problems: Problems): void {
+  for (let i = 0; i < mappings.length; i++) {
+    for (let j = 0; j < i; j++) {
+      const a = mappings[i]!;
+      const b = mappings[j]!;
+      const m = a.mapping;
+      const n = b.mapping;
+      if (m.family !== n.family || m.proto !== n.proto || !rangesOverlap(m.hostPorts, n.hostPorts)) continue;
+      if (m.hostIp !== undefined && n.hostIp !== undefined && m.hostIp !== n.hostIp) continue;
+      const host = m.hostIp ?? n.hostIp ?? (m.family === 4 ? '0.0.0.0' : '[::]');
+      problems.add(a.path, `claims ${host} ${m.proto} port ${formatPortRange(m.hostPorts)}, which ${b.path} (${show(n.name)}, ${n.hostIp ?? 'all addresses'} port ${formatPortRange(n.hostPorts)}) already claims`);
+    }
+  }
+}
+
+export function buildModel(config: Config): Model {
+  const problems = new Problems();
+  const networks = (config.networks ?? []).map((n, i) => buildNetwork(n, `networks[${i}]`, problems));
+  checkUnique(networks.map((n, i) => ({ name: n.name, path: `networks[${i}].name` })), 'network', problems);
+
+  const mappings: { mapping: Mapping; path: string }[] = [];
+  (config.mappings ?? []).forEach((m, i) => {
+    const path = `mappings[${i}]`;
+    const mapping = buildMapping(m, path, networks, problems);
+    if (mapping) mappings.push({ mapping, path });
+  });
+  checkUnique(mappings.map(({ mapping, path }) => ({ name: mapping.name, path: `${path}.name` })), 'mapping', problems);
+  checkConflicts(mappings, problems);
+
+  const snat = (config.snat ?? []).flatMap((s, i) => buildSnatRule(s, `snat[${i}]`, i, problems) ?? []);
+  checkUnique(snat.map((s, i) => ({ name: s.name, path: `snat[${i}].name` })), 'snat rule', problems);
+  const block = (config.block ?? []).flatMap((b, i) => buildBlockRule(b, `block[${i}]`, i, problems) ?? []);
+  checkUnique(block.map((b, i) => ({ name: b.name, path: `block[${i}].name` })), 'block rule', problems);
+
+  if (problems.list.length) throw new ConfigError(problems.list);
+  return { networks, mappings: mappings.map((m) => m.mapping), snat, block };
+}
