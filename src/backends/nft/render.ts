@@ -216,13 +216,14 @@ function renderPostrouting(batch: Batch, model: Model): void {
     // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
     batch.rule('postrouting', [match(payload('ip', 'saddr'), prefix('127.0.0.0', 8)), match(meta('oifname'), name), masquerade()], `natctl loopback ${name}`);
   }
+  // Explicit snat rules are more specific than a network's default egress: they go first.
+  for (const rule of model.snat) renderSnatRule(batch, rule);
   for (const network of model.networks) {
     for (const subnet of network.subnets) {
       const expr = egressRule(network, subnet, network.egress[subnet.family]);
       if (expr) batch.rule('postrouting', expr, `natctl egress ${network.name}`);
     }
   }
-  for (const rule of model.snat) renderSnatRule(batch, rule);
 }
 
 /** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
