@@ -4,10 +4,11 @@
 // 198.18.0.0/15 and fd00::/8 only; the root namespace is never touched.
 import { mkdtemp, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join, resolve } from 'node:path';
+import { dirname, join, resolve } from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { type ResultPromise, execa } from 'execa';
 
-export const repoRoot = resolve(import.meta.dirname, '../..');
+export const repoRoot = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const peerScript = join(repoRoot, 'test/helpers/peer.mjs');
 const cliScript = join(repoRoot, 'dist/cli/main.js');
 

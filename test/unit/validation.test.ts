@@ -1,0 +1,98 @@
+import { describe, expect, it } from 'vitest';
+import { parseConfigObject, parseConfigText } from '../../src/config/load.js';
+import { ConfigError } from '../../src/errors.js';
+import { buildModel } from '../../src/model/build.js';
+
+const base = { version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24', 'fd00:18::/64'] }] };
+
+function problems(config: unknown): string {
+  try {
+    buildModel(parseConfigObject(config));
+  } catch (error) {
+    if (error instanceof ConfigError) return error.message;
+    throw error;
+  }
+  throw new Error('config was accepted');
+}
+
+describe('config validation', () => {
+  it('accepts the documented example and fills defaults', () => {
+    const model = buildModel(parseConfigObject({ ...base, mappings: [{ hostPort: 8080, target: '198.18.0.2:80' }] }));
+    expect(model.mappings[0]).toMatchObject({ name: 'tcp-8080', family: 4, proto: 'tcp', network: 'lab0', targets: [{ addr: '198.18.0.2', ports: { from: 80, to: 80 } }] });
+    expect(model.networks[0]).toMatchObject({ hairpin: true, egress: { 4: { kind: 'masquerade' }, 6: { kind: 'masquerade' } } });
+  });
+
+  it.each([
+    [{ mappings: [{ hostPort: 70000, target: '198.18.0.2' }] }, 'mappings[0].hostPort', '70000'],
+    [{ mappings: [{ hostPort: 0, target: '198.18.0.2' }] }, 'mappings[0].hostPort', '0'],
+    [{ mappings: [{ hostPort: '10-5', target: '198.18.0.2' }] }, 'mappings[0].hostPort', '"10-5"'],
+    [{ mappings: [{ hostPort: 80, target: '198.18.0.300:80' }] }, 'mappings[0].target', '198.18.0.300'],
+    [{ mappings: [{ hostPort: 80, target: '198.18.0.2:80', allow: ['198.18.0.1/33'] }] }, 'mappings[0].allow[0]', '198.18.0.1/33'],
+    [{ mappings: [{ hostPort: 80, target: '198.18.0.2:80', allow: ['198.18.0.1/24'] }] }, 'mappings[0].allow[0]', 'host bits'],
+    [{ mappings: [{ hostPort: '30000-30010', target: '198.18.0.2:80-81' }] }, 'mappings[0].target', 'same length'],
+    [{ mappings: [{ hostPort: 80, network: 'nope', target: '198.18.0.2' }] }, 'mappings[0].network', '"nope"'],
+    [{ mappings: [{ hostPort: 80, hostIp: 'fd00::1', target: '198.18.0.2' }] }, 'mappings[0].hostIp', 'IPv6 but the target is IPv4'],
+    [{ mappings: [{ publish: '[fd00::1]:80:80', target: '198.18.0.2' }] }, 'mappings[0].publish', 'IPv6 but the target is IPv4'],
+    [{ mappings: [{ publish: '8080:80', target: '198.18.0.2:81' }] }, 'mappings[0].target', 'publish string already gives'],
+    [{ mappings: [{ publish: '8080:80', hostPort: 8080, target: '198.18.0.2' }] }, 'mappings[0].publish', 'cannot be combined'],
+    [{ mappings: [{ hostPort: 80, targets: ['198.18.0.2', 'fd00:18::2'] }] }, 'mappings[0].targets[1]', 'one family'],
+    [{ mappings: [{ hostPort: 80, proto: 'icmp', target: '198.18.0.2' }] }, 'mappings[0].proto', '"icmp"'],
+    [{ mappings: [{ hostPort: 80, target: '198.18.0.2', typo: 1 }] }, 'mappings[0]', '"typo"'],
+    [{ mappings: [{ name: 'a b', hostPort: 80, target: '198.18.0.2' }] }, 'mappings[0].name', '"a b"'],
+    [{ networks: [{ name: 'this-name-is-too-long', subnets: ['198.18.0.0/24'] }] }, 'networks[0].name', 'this-name-is-too-long'],
+    [{ networks: [{ name: 'a/b', subnets: ['198.18.0.0/24'] }] }, 'networks[0].name', '"a/b"'],
+    [{ networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'], snat: { to: 'fd00::5' } }] }, 'networks[0].snat.to', 'no IPv6 subnet'],
+    [{ snat: [{ source: '198.18.0.0/24', to: 'fd00::1' }] }, 'snat[0].to', 'IPv6'],
+    [{ snat: [{ source: '198.18.0.0/24' }] }, 'snat[0].to', 'required'],
+    [{ block: [{ hostPort: 3306, targetPort: 3306 }] }, 'block[0].hostPort', 'cannot be combined'],
+    [{ block: [{ hostPort: 3306, except: ['nope'] }] }, 'block[0].except[0]', '"nope"'],
+  ])('rejects %j at %s naming %s', (extra, path, value) => {
+    const message = problems({ ...base, ...extra });
+    expect(message).toContain(`${path}:`);
+    expect(message).toContain(value);
+  });
+
+  it('rejects two mappings that claim the same host address, protocol and port', () => {
+    const message = problems({ ...base, mappings: [{ hostPort: 8080, target: '198.18.0.2' }, { hostIp: '198.18.1.1', hostPort: '8000-8090', target: '198.18.0.3:8000-8090' }] });
+    expect(message).toContain('mappings[1]:');
+    expect(message).toContain('8080');
+  });
+
+  it('allows the same port on two families, two protocols or two host IPs', () => {
+    const model = buildModel(parseConfigObject({ ...base, mappings: [
+      { hostPort: 8080, target: '198.18.0.2' },
+      { hostPort: 8080, target: '[fd00:18::2]:8080' },
+      { hostPort: 8080, proto: 'udp', target: '198.18.0.2' },
+    ] }));
+    expect(model.mappings.map((m) => m.name)).toEqual(['tcp-8080', 'tcp6-8080', 'udp-8080']);
+    expect(() => buildModel(parseConfigObject({ ...base, mappings: [
+      { hostIp: '198.18.1.1', hostPort: 80, target: '198.18.0.2' },
+      { hostIp: '198.18.1.2', hostPort: 80, target: '198.18.0.3' },
+    ] }))).not.toThrow();
+  });
+
+  it('rejects duplicate names, explicit or derived', () => {
+    expect(problems({ ...base, mappings: [{ name: 'web', hostPort: 1, target: '198.18.0.2' }, { name: 'web', hostPort: 2, target: '198.18.0.2' }] })).toContain('mappings[1].name: mapping name "web" is already used');
+    expect(problems({ ...base, networks: [...base.networks, { name: 'lab0', subnets: ['198.18.1.0/24'] }] })).toContain('networks[1].name');
+  });
+
+  it('reports every problem at once', () => {
+    const error = (() => {
+      try {
+        buildModel(parseConfigObject({ ...base, mappings: [{ hostPort: 1, target: 'x' }, { hostPort: 2, target: 'y' }] }));
+      } catch (e) {
+        return e as ConfigError;
+      }
+      return undefined;
+    })();
+    expect(error?.problems.map((p) => p.path)).toEqual(['mappings[0].target', 'mappings[1].target']);
+  });
+
+  it('gives clear errors for broken, binary-looking and deeply nested documents', () => {
+    expect(() => parseConfigText('version: 1\nmappings: [\n')).toThrow(/not valid YAML or JSON/);
+    expect(() => parseConfigText('[1, 2]')).toThrow(/must be a mapping/);
+    expect(() => parseConfigText(`${'['.repeat(100)}${']'.repeat(100)}`)).toThrow(/must be a mapping|nested/);
+    expect(() => parseConfigText(`{"version": 1, "x": ${'{"a":'.repeat(50)}1${'}'.repeat(50)}}`)).toThrow(/nested deeper/);
+    expect(() => parseConfigText('version: 2')).toThrow(/version: must be 1/);
+  });
+});
