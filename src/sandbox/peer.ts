@@ -1,22 +1,22 @@
-// A tiny network peer for end-to-end tests, run inside a test namespace.
+// A tiny network peer for the sandbox (tests and demo), run inside one of its namespaces.
 //   serve NAME --tcp 80,30000 --udp 53   answers every connection/datagram with "NAME <peer address>"
 //   connect tcp|udp HOST PORT [--bind ADDR] [--timeout MS]   prints the answer, or "ERR <reason>"
 import net from 'node:net';
 import dgram from 'node:dgram';
 
 const [mode, ...rest] = process.argv.slice(2);
-const flag = (name, fallback) => {
+const flag = (name: string, fallback: string | undefined): string | undefined => {
   const i = rest.indexOf(name);
   return i >= 0 ? rest[i + 1] : fallback;
 };
-const plain = (address) => (address ?? '').replace(/^::ffff:/, '');
+const plain = (address: string | undefined): string => (address ?? '').replace(/^::ffff:/, '');
 
 if (mode === 'serve') {
-  const name = rest[0];
+  const name = rest[0] ?? 'peer';
   const tcp = (flag('--tcp', '') || '').split(',').filter(Boolean).map(Number);
   const udp = (flag('--udp', '') || '').split(',').filter(Boolean).map(Number);
   let pending = tcp.length + udp.length * 2;
-  const ready = () => {
+  const ready = (): void => {
     if (--pending === 0) process.stdout.write('ready\n');
   };
   for (const port of tcp) {
@@ -26,7 +26,7 @@ if (mode === 'serve') {
     }).listen({ port, host: '::', ipv6Only: false }, ready);
   }
   for (const port of udp) {
-    for (const type of ['udp4', 'udp6']) {
+    for (const type of ['udp4', 'udp6'] as const) {
       const socket = dgram.createSocket({ type, ipv6Only: type === 'udp6' });
       socket.on('message', (_msg, peer) => socket.send(`${name} ${plain(peer.address)} ${port}\n`, peer.port, peer.address));
       socket.bind(port, type === 'udp4' ? '0.0.0.0' : '::', ready);
@@ -37,22 +37,22 @@ if (mode === 'serve') {
   const port = Number(portText);
   const bind = flag('--bind', undefined);
   const timeout = Number(flag('--timeout', '2000'));
-  const finish = (text) => {
+  const finish = (text: string): never => {
     process.stdout.write(`${text.trim()}\n`);
     process.exit(0);
   };
   setTimeout(() => finish('ERR timeout'), timeout).unref();
   if (proto === 'tcp') {
-    const socket = net.connect({ host, port, ...(bind ? { localAddress: bind } : {}) });
+    const socket = net.connect({ host: host ?? '', port, ...(bind ? { localAddress: bind } : {}) });
     let data = '';
-    socket.on('data', (chunk) => (data += chunk));
+    socket.on('data', (chunk: Buffer) => (data += chunk.toString()));
     socket.on('end', () => finish(data || 'ERR empty'));
-    socket.on('error', (error) => finish(`ERR ${error.code ?? error.message}`));
+    socket.on('error', (error: NodeJS.ErrnoException) => finish(`ERR ${error.code ?? error.message}`));
   } else {
-    const socket = dgram.createSocket(net.isIPv6(host) ? 'udp6' : 'udp4');
-    socket.on('message', (msg) => finish(msg.toString()));
-    socket.on('error', (error) => finish(`ERR ${error.code ?? error.message}`));
-    const send = () => socket.send('ping', port, host);
+    const socket = dgram.createSocket(net.isIPv6(host ?? '') ? 'udp6' : 'udp4');
+    socket.on('message', (msg: Buffer) => finish(msg.toString()));
+    socket.on('error', (error: NodeJS.ErrnoException) => finish(`ERR ${error.code ?? error.message}`));
+    const send = (): void => socket.send('ping', port, host);
     if (bind) socket.bind(0, bind, send);
     else send();
     // UDP may lose the first datagram while ARP/ND resolves: resend a few times.
