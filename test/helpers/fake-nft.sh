@@ -1,0 +1,31 @@
+#!/bin/bash
+# A stand-in for nft used through NATCTL_NFT by the fault-injection tests. It passes every
+# call to the real nft ($REAL_NFT) except a committing load (-f without -c), which it:
+#   refuse          refuses, changing nothing
+#   load-then-fail  loads for real, then reports failure (first load only; later loads pass)
+#   slow            loads after sleeping $FAKE_NFT_DELAY seconds (a window for SIGKILL)
+is_load=0
+is_check=0
+for arg in "$@"; do
+  case "$arg" in
+    -f) is_load=1 ;;
+    -c) is_check=1 ;;
+  esac
+done
+if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
+  case "$FAKE_NFT_MODE" in
+    refuse)
+      echo "Error: Could not process rule: Operation not supported" >&2
+      exit 1 ;;
+    load-then-fail)
+      if [ ! -e "$FAKE_NFT_STATE/failed-once" ]; then
+        touch "$FAKE_NFT_STATE/failed-once"
+        "$REAL_NFT" "$@" || exit 1
+        echo "Error: Could not process rule: No buffer space available" >&2
+        exit 1
+      fi ;;
+    slow)
+      sleep "${FAKE_NFT_DELAY:-3}" ;;
+  esac
+fi
+exec "$REAL_NFT" "$@"
