@@ -71,7 +71,7 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     });
     const seen = new Set<string>();
     // Kill only once the apply holds the lock, i.e. is between snapshot and record.
-    const lockFile = join(box.stateDir, 'lock');
+    const lockFile = join(box.stateDir, 'netns', box.host, 'lock');
     const deadline = Date.now() + 10_000;
     while (!existsSync(lockFile) && Date.now() < deadline) seen.add(await live());
     expect(existsSync(lockFile)).toBe(true);
