@@ -1,7 +1,7 @@
 // Reading a config: bytes -> text -> document -> schema -> model. Every failure is a
 // ConfigError naming where and what, never a stack trace; nothing here touches the kernel.
 import { readFile, stat } from 'node:fs/promises';
-import { parse as parseYaml } from 'yaml';
+import { parseDocument } from 'yaml';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { buildModel } from '../model/build.js';
@@ -55,9 +55,15 @@ export function parseConfigText(text: string, source = 'config'): Config {
   let document: unknown;
   try {
     const trimmed = text.trimStart();
-    document = trimmed.startsWith('{') || trimmed.startsWith('[')
-      ? JSON.parse(text)
-      : parseYaml(text, { maxAliasCount: 100, prettyErrors: true, uniqueKeys: true });
+    if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
+      document = JSON.parse(text);
+    } else {
+      // logLevel silent: the library must not print; its errors and warnings become ours.
+      const parsed = parseDocument(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'silent' });
+      const problem = parsed.errors[0] ?? parsed.warnings[0];
+      if (problem) throw new Error(problem.message);
+      document = parsed.toJS({ maxAliasCount: 100 });
+    }
   } catch (error) {
     const reason = error instanceof RangeError ? 'is nested too deeply' : `is not valid YAML or JSON: ${(error as Error).message.split('\n')[0]}`;
     throw ConfigError.at('', `${source} ${reason}`);

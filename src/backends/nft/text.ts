@@ -50,7 +50,9 @@ function statement(s: Record<string, unknown>): string {
 
 function chainHeader(chain: NftChain): string {
   if (!chain.hook) return '';
-  const prio = { '-100': 'dstnat', '100': 'srcnat', '0': 'filter' }[String(chain.prio)] ?? String(chain.prio);
+  // Named priorities only where nft 1.0.6 accepts them (dstnat is refused in the output hook).
+  const named: Record<string, string> = { 'prerouting -100': 'dstnat', 'postrouting 100': 'srcnat', 'forward 0': 'filter' };
+  const prio = named[`${chain.hook} ${chain.prio}`] ?? String(chain.prio);
   return `\t\ttype ${chain.type} hook ${chain.hook} priority ${prio}; policy ${chain.policy};\n`;
 }
 

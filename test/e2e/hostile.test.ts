@@ -1,0 +1,77 @@
+// Hostile input against the real kernel: generated valid configs are accepted by `nft -c`
+// (JSON and text renderings), generated invalid ones exit 2 through the CLI, name the path,
+// print no stack trace and leave the kernel's ruleset byte for byte.
+import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { execa } from 'execa';
+import fc from 'fast-check';
+import { afterAll, beforeAll, describe, expect, it } from 'vitest';
+import { documentToText } from '../../src/backends/nft/text.js';
+import { renderNftDocument } from '../../src/backends/nft/render.js';
+import { parseConfigObject } from '../../src/config/load.js';
+import { buildModel } from '../../src/model/build.js';
+import { e2eEnabled, repoRoot } from '../helpers/topology.js';
+import { invalidConfig, validConfig } from '../support/arbitraries.js';
+
+const enabled = e2eEnabled();
+
+describe.runIf(enabled)('hostile input on a real kernel', () => {
+  const netns = `nc-hostile-${process.pid.toString(36)}${Math.random().toString(36).slice(2, 6)}`;
+  let dir = '';
+
+  const nftCheck = async (file: string, json: boolean): Promise<{ exitCode: number; stderr: string }> => {
+    const result = await execa('ip', ['netns', 'exec', netns, 'nft', '-c', ...(json ? ['-j'] : []), '-f', file], { reject: false });
+    return { exitCode: result.exitCode ?? 1, stderr: String(result.stderr) };
+  };
+
+  beforeAll(async () => {
+    dir = await mkdtemp(join(tmpdir(), 'natctl-hostile-e2e-'));
+    await execa('ip', ['netns', 'add', netns]);
+  });
+  afterAll(async () => {
+    await execa('ip', ['netns', 'del', netns], { reject: false });
+    await rm(dir, { recursive: true, force: true });
+  });
+
+  it('the kernel accepts the ruleset of every sampled valid config, as JSON and as text', async () => {
+    const samples = fc.sample(validConfig, { numRuns: 40, seed: 20261123 });
+    for (const [i, config] of samples.entries()) {
+      const document = renderNftDocument(buildModel(parseConfigObject(config)));
+      const jsonFile = join(dir, `valid-${i}.json`);
+      const textFile = join(dir, `valid-${i}.nft`);
+      await writeFile(jsonFile, JSON.stringify(document));
+      // The text form starts with the table itself; prepend the same replace semantics.
+      await writeFile(textFile, `table inet natctl\ndelete table inet natctl\n${documentToText(document)}`);
+      const json = await nftCheck(jsonFile, true);
+      expect(json.exitCode, `${JSON.stringify(config)}\n${json.stderr}`).toBe(0);
+      const text = await nftCheck(textFile, false);
+      expect(text.exitCode, `${JSON.stringify(config)}\n${text.stderr}`).toBe(0);
+    }
+  });
+
+  it('invalid configs exit 2 naming the path, with no stack trace, and never touch the kernel', async () => {
+    const good = join(dir, 'good.json');
+    await writeFile(good, JSON.stringify(fc.sample(validConfig, { numRuns: 1, seed: 7 })[0]));
+    const cli = (args: string[]) => execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', netns, '--state-dir', join(dir, 'state'), ...args], { reject: false });
+    expect((await cli(['apply', '-f', good])).exitCode).toBe(0);
+    const ruleset = String((await execa('ip', ['netns', 'exec', netns, 'nft', 'list', 'ruleset'])).stdout);
+    const samples = fc.sample(invalidConfig, { numRuns: 12, seed: 42 });
+    for (const [i, { config, path }] of samples.entries()) {
+      const file = join(dir, `invalid-${i}.json`);
+      await writeFile(file, JSON.stringify(config));
+      const result = await cli(['apply', '-f', file]);
+      expect(result.exitCode).toBe(2);
+      expect(String(result.stderr)).toContain(path);
+      expect(String(result.stderr)).not.toMatch(/\n\s+at /);
+    }
+    for (const content of [Buffer.from([0, 1, 2, 3]), Buffer.from('version: 1 \xff\xfe', 'latin1'), '{"version": 1, "mappings": [']) {
+      const file = join(dir, 'abuse');
+      await writeFile(file, content);
+      const result = await cli(['apply', '-f', file]);
+      expect(result.exitCode).toBe(2);
+      expect(String(result.stderr)).not.toMatch(/\n\s+at /);
+    }
+    expect(String((await execa('ip', ['netns', 'exec', netns, 'nft', 'list', 'ruleset'])).stdout)).toBe(ruleset);
+  });
+});
