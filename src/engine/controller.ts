@@ -12,6 +12,7 @@ import { ApplyError, EnvironmentError, NatctlError, RollbackError, UsageError } 
 import { prepareHost } from '../host/prep.js';
 import { buildModel } from '../model/build.js';
 import type { Mapping, Model } from '../model/model.js';
+import { findRefusedMapping } from './diagnose.js';
 import { acquireLock } from './lock.js';
 import { diffModels, type Plan } from './plan.js';
 import { defaultStateDir, type Generation, sha256, StateStore } from './state.js';
@@ -166,7 +167,10 @@ export class Controller {
       const after = await this.backend.read().catch(() => undefined);
       const intact = after !== undefined && (after?.normalized ?? null) === (before?.normalized ?? null);
       if (!intact) await this.restoreOrDie(before, error);
-      throw new ApplyError(`apply failed: ${(error as Error).message}\nthe previous ruleset is still in place`, true, { cause: error });
+      const culprit = await findRefusedMapping(this.backend, model).catch(() => undefined);
+      const index = model.mappings.findIndex((m) => m.name === culprit);
+      const where = culprit === undefined ? '' : `\nthe kernel refuses mapping ${JSON.stringify(culprit)} (mappings[${index}])`;
+      throw new ApplyError(`apply failed: ${(error as Error).message}${where}\nthe previous ruleset is ${intact ? 'still in place' : 'restored and verified'}`, true, { cause: error });
     }
 
     let problems: string[];

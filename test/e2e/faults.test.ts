@@ -3,6 +3,7 @@
 // followed by a look at the kernel's ruleset (counters stripped) and by traffic.
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
+import { mkdir, readdir } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
@@ -27,14 +28,18 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     return result.exitCode === 0 ? result.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter') : '<none>';
   };
   const env = (mode: string, extra: Record<string, string> = {}): Record<string, string> => ({
-    NATCTL_NFT: fakeNft, REAL_NFT: realNft, FAKE_NFT_MODE: mode, FAKE_NFT_STATE: box.workDir, NATCTL_NATIVE: '0', ...extra,
+    NATCTL_NFT: fakeNft, REAL_NFT: realNft, FAKE_NFT_MODE: mode, FAKE_NFT_STATE: box.workDir, NATCTL_NATIVE: '0', TMPDIR: tmp(), ...extra,
   });
+  const tmp = (): string => join(box.workDir, 'tmp');
+  /** natctl's private temp dirs (0700, files 0600) are gone after every apply, failed or not. */
+  const expectNoTempFiles = async (): Promise<void> => expect(await readdir(tmp())).toEqual([]);
 
   beforeAll(async () => {
     await box.create();
     await box.serve(box.c1, 'c1', { tcp: [80] });
     await box.serve(box.c2, 'c2', { tcp: [80] });
     realNft = String((await execa('sh', ['-c', 'command -v nft'])).stdout).trim();
+    await mkdir(tmp(), { mode: 0o700 });
     fileA = await box.writeConfig('a.json', configA);
     fileB = await box.writeConfig('b.json', configB);
     expect((await box.natctl(['apply', '-f', fileB])).exitCode).toBe(0);
@@ -52,17 +57,28 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect(result.stderr).toMatch(/previous ruleset is still in place/);
     expect(await live()).toBe(rulesetA);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+    await expectNoTempFiles();
+  });
+
+  it('a refused load names the mapping the kernel objects to', async () => {
+    const result = await box.natctl(['apply', '-f', fileB], env('', { FAKE_NFT_REFUSE: '"m-extra"' }));
+    expect(result.exitCode).toBe(1);
+    expect(result.stderr).toContain('the kernel refuses mapping "extra" (mappings[1])');
+    expect(await live()).toBe(rulesetA);
+    await expectNoTempFiles();
   });
 
   it('a load that reports failure after loading is rolled back to the previous ruleset', async () => {
     const result = await box.natctl(['apply', '-f', fileB], env('load-then-fail'));
     expect(result.exitCode).toBe(1);
     expect(result.stderr).toMatch(/No buffer space available/);
+    expect(result.stderr).toMatch(/restored and verified/);
     expect(await live()).toBe(rulesetA);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8081)).toBe('ERR ECONNREFUSED');
     const history = JSON.parse((await box.natctl(['history', '--json'])).stdout) as unknown[];
     expect(history).toHaveLength(2);
+    await expectNoTempFiles();
   });
 
   it('SIGKILL in the middle of an apply leaves the whole old or the whole new ruleset, and the next apply succeeds', async () => {

@@ -4,14 +4,24 @@
 #   refuse          refuses, changing nothing
 #   load-then-fail  loads for real, then reports failure (first load only; later loads pass)
 #   slow            loads after sleeping $FAKE_NFT_DELAY seconds (a window for SIGKILL)
+# and with FAKE_NFT_REFUSE=TEXT refuses any batch, checked or committed, that contains TEXT
+# (a stand-in for a kernel that objects to one object of the batch).
 is_load=0
+file=""
+prev=
 is_check=0
 for arg in "$@"; do
   case "$arg" in
     -f) is_load=1 ;;
     -c) is_check=1 ;;
   esac
+  [ "$prev" = "-f" ] && file="$arg"
+  prev="$arg"
 done
+if [ -n "$FAKE_NFT_REFUSE" ] && [ -n "$file" ] && grep -q -- "$FAKE_NFT_REFUSE" "$file"; then
+  echo "Error: Could not process rule: File exists" >&2
+  exit 1
+fi
 if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
   case "$FAKE_NFT_MODE" in
     refuse)
