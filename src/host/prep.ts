@@ -3,30 +3,32 @@
 // the port it came in on, DESIGN §6), and route_localnet where a loopback host IP is published.
 import type { Runner } from '../backends/exec.js';
 import type { Model } from '../model/model.js';
-
-export async function bridgePorts(runner: Runner, bridge: string): Promise<string[] | undefined> {
-  const result = await runner.run('ip', ['-j', 'link', 'show', 'master', bridge]);
-  if (result.exitCode !== 0) return undefined;
-  const links = JSON.parse(result.stdout || '[]') as { ifname: string }[];
-  return links.map((l) => l.ifname);
-}
+import { openHostNetwork } from './network.js';
 
 /** Returns warnings; never throws for a missing interface (workloads may come later). */
 export async function prepareHost(runner: Runner, model: Model): Promise<string[]> {
   const warnings: string[] = [];
-  for (const network of model.networks) {
-    if (!network.hairpin) continue;
-    const ports = await bridgePorts(runner, network.name);
-    if (ports === undefined) {
-      warnings.push(`network ${network.name}: interface not found; hairpin mode not set (re-apply once it exists)`);
-      continue;
-    }
-    for (const port of ports) {
-      const result = await runner.run('bridge', ['link', 'set', 'dev', port, 'hairpin', 'on']);
-      if (result.exitCode !== 0) warnings.push(`network ${network.name}: hairpin on ${port} failed: ${result.stderr.trim()}`);
+  const missing = new Set<string>();
+  const hairpinNetworks = model.networks.filter((n) => n.hairpin);
+  if (hairpinNetworks.length) {
+    const host = await openHostNetwork(runner);
+    try {
+      const links = await host.links();
+      for (const network of hairpinNetworks) {
+        if (!links.some((l) => l.name === network.name)) {
+          missing.add(network.name);
+          warnings.push(`network ${network.name}: interface not found; hairpin mode not set (re-apply once it exists)`);
+          continue;
+        }
+        for (const port of links.filter((l) => l.master === network.name && l.hairpin !== true)) {
+          await host.setHairpin(port.name).catch((error: unknown) => warnings.push(`network ${network.name}: hairpin on ${port.name} failed: ${(error as Error).message}`));
+        }
+      }
+    } finally {
+      host.close();
     }
   }
-  const loopback = new Set(model.mappings.filter((m) => m.hostIp?.startsWith('127.') && m.network).map((m) => m.network as string));
+  const loopback = new Set(model.mappings.filter((m) => m.hostIp?.startsWith('127.') && m.network && !missing.has(m.network)).map((m) => m.network as string));
   for (const name of loopback) {
     const result = await runner.run('sysctl', ['-q', '-w', `net/ipv4/conf/${name}/route_localnet=1`]);
     if (result.exitCode !== 0) warnings.push(`network ${name}: route_localnet not set: ${result.stderr.trim()}`);

@@ -1,0 +1,110 @@
+// What natctl needs to know about (and set on) the host's interfaces: links, addresses,
+// bridge ports and their hairpin mode. One interface, three ways to get there:
+//   - in-process rtnetlink through the `netlink` npm package (no namespace given);
+//   - the same code in a worker started inside the namespace (`ip netns exec NS node ...`),
+//     since a netlink socket belongs to the namespace of the process that opens it;
+//   - `ip -j` / `bridge` commands, when the netlink addon cannot load (or NATCTL_NETLINK=0).
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import type { Runner } from '../backends/exec.js';
+import type { Family } from '../config/addr.js';
+
+export interface LinkInfo {
+  index: number;
+  name: string;
+  /** Name of the bridge (or other master) this link is enslaved to. */
+  master?: string;
+  up: boolean;
+  /** For bridge ports: whether hairpin mode is on. */
+  hairpin?: boolean;
+}
+
+export interface AddressInfo {
+  link: string;
+  family: Family;
+  address: string;
+  prefix: number;
+}
+
+export interface HostNetwork {
+  readonly via: 'netlink' | 'netlink-worker' | 'ip';
+  links(): Promise<LinkInfo[]>;
+  addresses(): Promise<AddressInfo[]>;
+  setHairpin(port: string): Promise<void>;
+  close(): void;
+}
+
+const here = dirname(fileURLToPath(import.meta.url));
+// Loaded from src/ (tests run TypeScript directly), the worker still runs from the build.
+const workerScript = import.meta.url.endsWith('.ts') ? join(here, '../../dist/host/netlink-worker.js') : join(here, 'netlink-worker.js');
+
+/** Runs the netlink worker inside the runner's namespace; one process per call. */
+function workerHost(runner: Runner): HostNetwork {
+  const call = async <T>(op: string, arg?: string): Promise<T> => {
+    const result = await runner.run(process.execPath, [workerScript, op, ...(arg === undefined ? [] : [arg])]);
+    if (result.exitCode !== 0) throw new Error(result.stderr.trim() || `netlink worker ${op} failed`);
+    return JSON.parse(result.stdout) as T;
+  };
+  return {
+    via: 'netlink-worker',
+    links: () => call<LinkInfo[]>('links'),
+    addresses: () => call<AddressInfo[]>('addresses'),
+    setHairpin: async (port) => void (await call('hairpin', port)),
+    close: () => undefined,
+  };
+}
+
+interface IpLink { ifindex: number; ifname: string; master?: string; flags?: string[]; operstate?: string }
+interface IpAddr { ifname: string; addr_info: { family: string; local: string; prefixlen: number }[] }
+interface BridgeLink { ifname: string; hairpin?: boolean }
+
+/** The fallback: iproute2's JSON output. */
+export function ipHost(runner: Runner): HostNetwork {
+  const json = async <T>(command: string, args: string[]): Promise<T> => {
+    const result = await runner.run(command, args);
+    if (result.exitCode !== 0) throw new Error(`${command} ${args.join(' ')}: ${result.stderr.trim()}`);
+    return JSON.parse(result.stdout || '[]') as T;
+  };
+  return {
+    via: 'ip',
+    async links() {
+      const links = await json<IpLink[]>('ip', ['-j', 'link', 'show']);
+      const ports = await json<BridgeLink[]>('bridge', ['-j', '-d', 'link', 'show']).catch(() => [] as BridgeLink[]);
+      const hairpin = new Map(ports.map((p) => [p.ifname, p.hairpin === true]));
+      return links.map((l) => ({
+        index: l.ifindex,
+        name: l.ifname,
+        up: (l.flags ?? []).includes('UP'),
+        ...(l.master ? { master: l.master } : {}),
+        ...(hairpin.has(l.ifname) ? { hairpin: hairpin.get(l.ifname) } : {}),
+      }));
+    },
+    async addresses() {
+      const links = await json<IpAddr[]>('ip', ['-j', 'addr', 'show']);
+      return links.flatMap((l) => l.addr_info.map((a) => ({ link: l.ifname, family: (a.family === 'inet6' ? 6 : 4) as Family, address: a.local, prefix: a.prefixlen })));
+    },
+    async setHairpin(port) {
+      const result = await runner.run('bridge', ['link', 'set', 'dev', port, 'hairpin', 'on']);
+      if (result.exitCode !== 0) throw new Error(`bridge link set dev ${port} hairpin on: ${result.stderr.trim()}`);
+    },
+    close: () => undefined,
+  };
+}
+
+/** Picks the best way available: netlink (in-process or worker), else `ip`. */
+export async function openHostNetwork(runner: Runner): Promise<HostNetwork> {
+  if (process.env.NATCTL_NETLINK !== '0') {
+    try {
+      if (runner.netns === undefined) {
+        const { netlinkHost } = await import('./netlink.js');
+        return netlinkHost();
+      }
+      const worker = workerHost(runner);
+      await worker.links();
+      return worker;
+    } catch {
+      // the addon did not load (or the worker could not start): iproute2 does the same job
+    }
+  }
+  return ipHost(runner);
+}
