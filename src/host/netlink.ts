@@ -13,9 +13,8 @@ const RTM_SETLINK = 19;
 const IFLA_PROTINFO = 12;
 const NLA_F_NESTED = 0x8000;
 const IFLA_BRPORT_MODE = 4;
-const IFF_UP = 1;
 
-interface LinkMessage { data: { index: number; flags?: number }; attrs: { ifname?: string; master?: number; protinfo?: Map<number, Buffer> } }
+interface LinkMessage { data: { index: number; flags?: { up?: true } }; attrs: { ifname?: string; master?: number; protinfo?: Map<number, Buffer> } }
 interface AddressMessage { data: { index: number; family: number; prefixlen: number }; attrs: { address?: Buffer; local?: Buffer } }
 interface RtSocket {
   getLinks(data?: { family: number }): Promise<LinkMessage[]>;
@@ -52,7 +51,7 @@ export function netlinkHost(): HostNetwork {
     const hairpin = new Map(ports.map((p) => [p.data.index, p.attrs.protinfo?.get(IFLA_BRPORT_MODE)?.[0] === 1]));
     return links.map((l) => {
       const master = l.attrs.master === undefined ? undefined : names.get(l.attrs.master);
-      const info: LinkInfo = { index: l.data.index, name: l.attrs.ifname ?? '', up: ((l.data.flags ?? 0) & IFF_UP) !== 0 };
+      const info: LinkInfo = { index: l.data.index, name: l.attrs.ifname ?? '', up: l.data.flags?.up === true };
       if (master) info.master = master;
       if (hairpin.has(l.data.index)) info.hairpin = hairpin.get(l.data.index) === true;
       return info;
