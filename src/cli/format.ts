@@ -3,6 +3,7 @@
 import type { ApplyResult, StatusReport } from '../engine/controller.js';
 import type { Change, Plan } from '../engine/plan.js';
 import type { Generation } from '../engine/state.js';
+import type { CheckResult } from '../doctor/checks.js';
 
 const useColour = (): boolean => Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
 const paint = (code: number, text: string): string => (useColour() ? `\u001b[${code}m${text}\u001b[0m` : text);
@@ -80,4 +81,13 @@ export function formatHistory(generations: Generation[]): string {
     ['GEN', 'TIME', 'KIND', 'BACKEND', 'MAPPINGS', 'HASH'],
     generations.map((g) => [String(g.generation), g.time, g.kind, g.backend, String(g.config.mappings?.length ?? 0), g.hash.slice(0, 12)]),
   )}\n`;
+}
+
+export function formatDoctor(results: CheckResult[]): string {
+  const mark: Record<CheckResult['status'], string> = { pass: green('pass'), warn: yellow('warn'), fail: red('fail'), info: dim('info') };
+  const width = Math.max(...results.map((r) => r.check.length));
+  const lines = results.map((r) => `${mark[r.status]}  ${r.check.padEnd(width)}  ${r.message}${r.fix ? dim(`\n      ${' '.repeat(width)}  fix: ${r.fix}`) : ''}`);
+  const count = (status: string): number => results.filter((r) => r.status === status).length;
+  lines.push(`${count('pass')} pass, ${count('warn')} warn, ${count('fail')} fail`);
+  return `${lines.join('\n')}\n`;
 }

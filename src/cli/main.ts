@@ -8,7 +8,7 @@ import { configJsonSchema } from '../config/schema.js';
 import { Controller, type ControllerOptions } from '../engine/controller.js';
 import { ConfigError, ExitCode, NatctlError, UsageError } from '../errors.js';
 import { buildModel } from '../model/build.js';
-import { formatApply, formatHistory, formatPlan, formatStatus } from './format.js';
+import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 
@@ -146,6 +146,20 @@ export function buildProgram(setExit: (code: number) => void): Command {
       const result = await controller.rollback(options.to);
       if (opts.json) printJson({ changed: result.changed, generation: result.generation?.generation, plan: result.plan });
       else print(formatApply(result));
+    });
+
+  program.command('doctor')
+    .description('check the host: nft, kernel support, forwarding, bridges, hairpin, other firewalls, port clashes')
+    .option('-f, --file <file>', 'check against this config (default: the last applied one)')
+    .option('--json', 'machine-readable output')
+    .action(async (options: { file?: string }, command: Command) => {
+      const opts = globals(command);
+      const config = options.file ? await loadConfigFile(options.file) : undefined;
+      const controller = await Controller.open({ ...controllerOptions(opts), backend: 'nft' });
+      const results = await controller.doctor(config);
+      if (opts.json) printJson(results);
+      else print(formatDoctor(results));
+      if (results.some((r) => r.status === 'fail')) setExit(ExitCode.environment);
     });
 
   program.command('schema')

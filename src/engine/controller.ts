@@ -10,6 +10,7 @@ import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, NatctlError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
+import { type CheckResult, runDoctor } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
 import type { Mapping, Model } from '../model/model.js';
 import { findRefusedMapping } from './diagnose.js';
@@ -244,6 +245,13 @@ export class Controller {
     } finally {
       await lock.release();
     }
+  }
+
+  /** Host checks; against `config` when given, else the last applied config. */
+  async doctor(config?: Config): Promise<CheckResult[]> {
+    const model = config ? buildModel(config) : (await this.lastModel().catch(() => ({ model: undefined }))).model;
+    const nft = this.options.nftPath ?? process.env.NATCTL_NFT ?? 'nft';
+    return runDoctor(model ? { runner: this.runner, nft, model } : { runner: this.runner, nft });
   }
 
   history(): Promise<Generation[]> {
