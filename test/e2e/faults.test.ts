@@ -3,7 +3,7 @@
 // followed by a look at the kernel's ruleset (counters stripped) and by traffic.
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir } from 'node:fs/promises';
+import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
@@ -31,6 +31,12 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     NATCTL_NFT: fakeNft, REAL_NFT: realNft, FAKE_NFT_MODE: mode, FAKE_NFT_STATE: box.workDir, NATCTL_NATIVE: '0', TMPDIR: tmp(), ...extra,
   });
   const tmp = (): string => join(box.workDir, 'tmp');
+  /** The newest generation that applied `file`'s config. */
+  const lastApplyOf = async (file: string): Promise<number> => {
+    const history = JSON.parse((await box.natctl(['history', '--json'])).stdout) as { generation: number; hash: string; mappings: number }[];
+    const wanted = file === fileA ? configA.mappings.length : configB.mappings.length;
+    return history.filter((g) => g.mappings === wanted).map((g) => g.generation).pop() ?? 0;
+  };
   /** natctl's private temp dirs (0700, files 0600) are gone after every apply, failed or not. */
   const expectNoTempFiles = async (): Promise<void> => expect(await readdir(tmp())).toEqual([]);
 
@@ -132,6 +138,23 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect((await box.natctl(['status'])).exitCode).toBe(0);
   });
 
+  it('a waiting apply gives up after --lock-timeout with exit 4, naming the holder', async () => {
+    const holder = execa('sleep', ['30']);
+    const lockDir = join(box.stateDir, 'netns', box.host);
+    await writeFile(join(lockDir, 'lock'), JSON.stringify({ pid: holder.pid }), { mode: 0o600 });
+    try {
+      const result = await box.natctl(['apply', '-f', fileB, '--lock-timeout', '1']);
+      expect(result.exitCode).toBe(4);
+      expect(result.stderr).toContain(`pid ${holder.pid}`);
+      expect(await live()).toBe(rulesetA);
+    } finally {
+      holder.kill('SIGKILL');
+      await holder.catch(() => undefined);
+    }
+    // The holder is dead now: its lock no longer blocks anyone.
+    expect((await box.natctl(['apply', '-f', fileA, '--lock-timeout', '1'])).exitCode).toBe(0);
+  });
+
   it('rollback re-applies the previous generation through the verified path', async () => {
     expect((await box.natctl(['apply', '-f', fileB])).exitCode).toBe(0);
     expect(await live()).toBe(rulesetB);
@@ -139,5 +162,17 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect(rolled.exitCode).toBe(0);
     expect(await live()).toBe(rulesetA);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+  });
+
+  it('when the restore fails too, exits 5 and tells the operator what to run', async () => {
+    await rm(join(box.workDir, 'broken'), { force: true });
+    const result = await box.natctl(['apply', '-f', fileB], env('break'));
+    expect(result.exitCode).toBe(5);
+    expect(result.stderr).toMatch(/restoring the previous ruleset failed/);
+    expect(result.stderr).toMatch(/natctl rollback/);
+    expect(result.stderr).toMatch(/nft list table inet natctl/);
+    // The operator's way out works once the kernel (here: nft) behaves again.
+    expect((await box.natctl(['rollback', '--to', String(await lastApplyOf(fileA))])).exitCode).toBe(0);
+    expect(await live()).toBe(rulesetA);
   });
 });

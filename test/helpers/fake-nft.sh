@@ -4,6 +4,8 @@
 #   refuse          refuses, changing nothing
 #   load-then-fail  loads for real, then reports failure (first load only; later loads pass)
 #   slow            loads after sleeping $FAKE_NFT_DELAY seconds (a window for SIGKILL)
+#   break           loads for real and reports failure, then refuses every later load
+#                   (so natctl's restore fails too: the exit-5 path)
 # and with FAKE_NFT_REFUSE=TEXT refuses any batch, checked or committed, that contains TEXT
 # (a stand-in for a kernel that objects to one object of the batch).
 is_load=0
@@ -36,6 +38,15 @@ if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
       fi ;;
     slow)
       sleep "${FAKE_NFT_DELAY:-3}" ;;
+    break)
+      if [ ! -e "$FAKE_NFT_STATE/broken" ]; then
+        touch "$FAKE_NFT_STATE/broken"
+        "$REAL_NFT" "$@" || exit 1
+        echo "Error: Could not process rule: No buffer space available" >&2
+      else
+        echo "Error: Could not process rule: Device or resource busy" >&2
+      fi
+      exit 1 ;;
   esac
 fi
 exec "$REAL_NFT" "$@"

@@ -1,5 +1,6 @@
 // The engine against the fake backend: plan, no-op, verify-and-restore, history, rollback, locking.
-import { mkdtemp, rm, stat } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
+import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
@@ -7,7 +8,7 @@ import { FakeBackend } from '../../src/backends/fake.js';
 import { parseConfigObject } from '../../src/config/load.js';
 import { Controller } from '../../src/engine/controller.js';
 import { acquireLock } from '../../src/engine/lock.js';
-import { ApplyError, LockError, UsageError } from '../../src/errors.js';
+import { ApplyError, LockError, RollbackError, UsageError } from '../../src/errors.js';
 
 const configA = parseConfigObject({ version: 1, mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.2:80' }] });
 const configB = parseConfigObject({ version: 1, mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.3:80' }, { name: 'db', hostPort: 5432, target: '198.18.0.4' }] });
@@ -93,6 +94,35 @@ describe('controller', () => {
       await controller.apply(parseConfigObject({ version: 1, mappings: [{ hostPort: 1000 + i, target: '198.18.0.2' }] }));
     }
     expect((await controller.history()).map((g) => g.generation)).toEqual([3, 4, 5, 6, 7, 8, 9, 10, 11, 12]);
+  });
+
+  it('exits 5 with a RollbackError when restoring the previous ruleset fails', async () => {
+    await controller.apply(configA);
+    backend.corruptNextLoad = 'garbage';
+    backend.restore = async () => {
+      throw new Error('restore refused');
+    };
+    const error = await controller.apply(configB).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(RollbackError);
+    expect((error as RollbackError).exitCode).toBe(5);
+    expect((error as Error).message).toMatch(/natctl rollback/);
+  });
+
+  it('refuses a state dir that group or others can write', async () => {
+    const open = join(dir, 'open');
+    await mkdir(open, { mode: 0o777 });
+    await chmod(open, 0o777);
+    const unsafe = await Controller.open({ backend, stateDir: open });
+    await expect(unsafe.apply(configA)).rejects.toThrow(/writable by group or others/);
+    expect(backend.loads).toBe(0);
+  });
+
+  it('takes over the lock of a holder that died', async () => {
+    await controller.state.ensure();
+    const dead = await execa(process.execPath, ['-e', 'process.stdout.write(String(process.pid))']);
+    await writeFile(join(dir, 'state', 'lock'), JSON.stringify({ pid: Number(dead.stdout) }));
+    const lock = await acquireLock(join(dir, 'state'), 500);
+    await lock.release();
   });
 
   it('serializes on the lock, names the holder on timeout, and takes over a dead holder\'s lock', async () => {
