@@ -33,6 +33,8 @@ function seconds(value: string): number {
 
 function controllerOptions(options: GlobalOptions): ControllerOptions {
   const out: ControllerOptions = {};
+  // Progress goes to stderr, only for a person at a terminal; --json output stays clean.
+  if (process.stderr.isTTY && !options.json) out.onProgress = (phase) => void process.stderr.write(`natctl: ${phase}...\n`);
   if (options.netns !== undefined) out.netns = options.netns;
   if (options.stateDir !== undefined) out.stateDir = options.stateDir;
   if (options.lockTimeout !== undefined) out.lockTimeoutMs = options.lockTimeout * 1000;

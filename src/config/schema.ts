@@ -70,7 +70,7 @@ export const mappingSchema = z.strictObject({
 });
 
 export const snatRuleSchema = z.strictObject({
-  name: objectName.optional(),
+  name: objectName.optional().describe('unique name (default snat-INDEX)'),
   source: cidr.describe('source prefix to rewrite'),
   destination: cidr.optional().describe('only traffic to this prefix'),
   outInterface: interfaceName.optional().describe('only traffic leaving through this interface'),
@@ -79,7 +79,7 @@ export const snatRuleSchema = z.strictObject({
 });
 
 export const blockRuleSchema = z.strictObject({
-  name: objectName.optional(),
+  name: objectName.optional().describe('unique name (default block-INDEX); shown with its drop counter in status'),
   proto: protoSchema.optional().describe('tcp, udp or sctp (default: all three)'),
   hostPort: portOrRange.optional().describe('published host port (matched on the original destination port)'),
   targetPort: portOrRange.optional().describe('port on the workload (matched after DNAT)'),
@@ -87,11 +87,11 @@ export const blockRuleSchema = z.strictObject({
 });
 
 export const configSchema = z.strictObject({
-  version: z.literal(1, { error: 'must be 1' }),
-  networks: z.array(networkSchema).optional(),
-  mappings: z.array(mappingSchema).optional(),
-  snat: z.array(snatRuleSchema).optional(),
-  block: z.array(blockRuleSchema).optional(),
+  version: z.literal(1, { error: 'must be 1' }).describe('config format version; always 1'),
+  networks: z.array(networkSchema).optional().describe('interfaces workloads sit behind, with their egress NAT and hairpin'),
+  mappings: z.array(mappingSchema).optional().describe('published ports: host side -> target(s)'),
+  snat: z.array(snatRuleSchema).optional().describe('standalone source NAT rules, evaluated before the networks\' egress'),
+  block: z.array(blockRuleSchema).optional().describe('operator rules evaluated before every accept (like DOCKER-USER)'),
 });
 
 export type ConfigInput = z.input<typeof configSchema>;

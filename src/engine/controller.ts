@@ -28,6 +28,8 @@ export interface ControllerOptions {
   lockTimeoutMs?: number;
   /** Skip the root check (tests with a fake backend). */
   requireRoot?: boolean;
+  /** Called at each phase of an apply (the CLI shows it on a terminal). */
+  onProgress?: (phase: string) => void;
 }
 
 export interface ApplyResult {
@@ -142,6 +144,7 @@ export class Controller {
     }
     this.needRoot('apply');
     await this.state.ensure();
+    this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
       return await this.applyLocked(config, model, ruleset, hash);
@@ -150,9 +153,14 @@ export class Controller {
     }
   }
 
+  private progress(phase: string): void {
+    this.options.onProgress?.(phase);
+  }
+
   private async applyLocked(config: Config, model: Model, ruleset: Ruleset, hash: string): Promise<ApplyResult> {
     const { generation: last, model: lastModel } = await this.lastModel();
     const plan = diffModels(lastModel, model);
+    this.progress('reading the live ruleset');
     const before = await this.backend.read();
     const drift = last ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
@@ -161,6 +169,7 @@ export class Controller {
       return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings, repairedDrift: false };
     }
 
+    this.progress(`loading ${model.mappings.length} mapping(s) in one atomic batch`);
     try {
       await this.backend.load(ruleset);
     } catch (error) {
@@ -174,6 +183,7 @@ export class Controller {
       throw new ApplyError(`apply failed: ${(error as Error).message}${where}\nthe previous ruleset is ${intact ? 'still in place' : 'restored and verified'}`, true, { cause: error });
     }
 
+    this.progress('reading back and verifying');
     let problems: string[];
     let after: LiveState | null = null;
     try {
@@ -183,11 +193,14 @@ export class Controller {
       problems = [`reading the ruleset back failed: ${(error as Error).message}`];
     }
     if (problems.length) {
+      this.progress('verification failed: restoring the previous ruleset');
       await this.restoreOrDie(before, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
 
+    this.progress('host settings (hairpin, route_localnet)');
     const warnings = await prepareHost(this.runner, model);
+    this.progress('recording the generation');
     const generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
     return { changed: true, dryRun: false, plan, ruleset, generation, warnings, repairedDrift: drift.drifted };
   }
