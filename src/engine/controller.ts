@@ -153,6 +153,11 @@ export class Controller {
     }
   }
 
+  /** Host settings touch interfaces; the fake backend has no kernel, so it must never reach them. */
+  private prepare(model: Model): Promise<string[]> {
+    return this.backend.name === 'fake' ? Promise.resolve([]) : prepareHost(this.runner, model);
+  }
+
   private progress(phase: string): void {
     this.options.onProgress?.(phase);
   }
@@ -165,7 +170,7 @@ export class Controller {
     const drift = last ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
-      const warnings = await prepareHost(this.runner, model);
+      const warnings = await this.prepare(model);
       return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings, repairedDrift: false };
     }
 
@@ -199,7 +204,7 @@ export class Controller {
     }
 
     this.progress('host settings (hairpin, route_localnet)');
-    const warnings = await prepareHost(this.runner, model);
+    const warnings = await this.prepare(model);
     this.progress('recording the generation');
     const generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
     return { changed: true, dryRun: false, plan, ruleset, generation, warnings, repairedDrift: drift.drifted };

@@ -21,6 +21,7 @@ describe.runIf(enabled)('coexistence with other rulesets', () => {
   beforeAll(async () => {
     await box.create();
     await box.serve(box.c1, 'c1', { tcp: [80] });
+    await box.serve(box.ext, 'ext', { tcp: [7000] });
     const otherTable = 'table inet other {\n chain input {\n  type filter hook input priority 10; policy accept;\n  tcp dport 2222 counter accept\n }\n}\n';
     const otherFile = await box.writeConfig('other.nft', otherTable);
     await execa('ip', ['netns', 'exec', box.host, 'nft', '-f', otherFile]);
@@ -42,6 +43,14 @@ describe.runIf(enabled)('coexistence with other rulesets', () => {
     expect(tables).not.toContain('natctl');
     expect(tables).toContain('table inet other');
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe('ERR ECONNREFUSED');
+  });
+
+  it('a network with snat to a range sends its egress from an address of the range', async () => {
+    const snatFile = await box.writeConfig('snat.json', { version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'], snat: { to: `${addr.snatPool[0]}-${addr.snatPool[2]}`, outInterface: 'up0' } }] });
+    expect((await box.natctl(['apply', '-f', snatFile])).exitCode).toBe(0);
+    const seen = (await box.connect(box.c1, 'tcp', addr.ext, 7000)).split(' ')[1];
+    expect(addr.snatPool).toContain(seen);
+    expect((await box.natctl(['flush'])).exitCode).toBe(0);
   });
 
   it('flush when natctl holds nothing succeeds and changes nothing', async () => {
