@@ -91,6 +91,29 @@ export function ipHost(runner: Runner): HostNetwork {
   };
 }
 
+/** Uses `primary`, switching to `fallback` for good after a call that fails to run. */
+function withFallback(primary: HostNetwork, fallback: HostNetwork): HostNetwork {
+  let current = primary;
+  const attempt = async <T>(call: (host: HostNetwork) => Promise<T>): Promise<T> => {
+    if (current === fallback) return call(fallback);
+    try {
+      return await call(current);
+    } catch {
+      current = fallback;
+      return call(fallback);
+    }
+  };
+  return {
+    get via() {
+      return current.via;
+    },
+    links: () => attempt((h) => h.links()),
+    addresses: () => attempt((h) => h.addresses()),
+    setHairpin: (port) => attempt((h) => h.setHairpin(port)),
+    close: () => current.close(),
+  };
+}
+
 /** Picks the best way available: netlink (in-process or worker), else `ip`. */
 export async function openHostNetwork(runner: Runner): Promise<HostNetwork> {
   if (process.env.NATCTL_NETLINK !== '0') {
@@ -99,9 +122,8 @@ export async function openHostNetwork(runner: Runner): Promise<HostNetwork> {
         const { netlinkHost } = await import('./netlink.js');
         return netlinkHost();
       }
-      const worker = workerHost(runner);
-      await worker.links();
-      return worker;
+      // One spawn per call: the worker is probed by its first real call, falling back then.
+      return withFallback(workerHost(runner), ipHost(runner));
     } catch {
       // the addon did not load (or the worker could not start): iproute2 does the same job
     }

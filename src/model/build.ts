@@ -213,20 +213,41 @@ function checkUnique(names: { name: string; path: string }[], what: string, prob
   }
 }
 
-/** Two mappings conflict when a packet could match both: same family and proto, overlapping ports, and the same host IP or a wildcard on either side. */
-function checkConflicts(mappings: { mapping: Mapping; path: string }[], problems: Problems): void {
-  for (let i = 0; i < mappings.length; i++) {
-    for (let j = 0; j < i; j++) {
-      const a = mappings[i]!;
-      const b = mappings[j]!;
-      const m = a.mapping;
-      const n = b.mapping;
-      if (m.family !== n.family || m.proto !== n.proto || !rangesOverlap(m.hostPorts, n.hostPorts)) continue;
-      if (m.hostIp !== undefined && n.hostIp !== undefined && m.hostIp !== n.hostIp) continue;
-      const host = m.hostIp ?? n.hostIp ?? (m.family === 4 ? '0.0.0.0' : '[::]');
-      problems.add(a.path, `claims ${host} ${m.proto} port ${formatPortRange(m.hostPorts)}, which ${b.path} (${show(n.name)}, ${n.hostIp ?? 'all addresses'} port ${formatPortRange(n.hostPorts)}) already claims`);
+/**
+ * Two mappings conflict when a packet could match both: same family and proto, overlapping
+ * ports, and the same host IP or a wildcard on either side. A sweep over mappings sorted by
+ * first port keeps this O(n log n) for the 10,000-mapping configs agents produce.
+ */
+function checkConflicts(mappings: { mapping: Mapping; path: string; order: number }[], problems: Problems): void {
+  const groups = new Map<string, typeof mappings>();
+  for (const entry of mappings) {
+    const key = `${entry.mapping.family}/${entry.mapping.proto}`;
+    groups.set(key, [...(groups.get(key) ?? []), entry]);
+  }
+  const found: { order: number; text: string; path: string }[] = [];
+  for (const group of groups.values()) {
+    group.sort((x, y) => x.mapping.hostPorts.from - y.mapping.hostPorts.from || x.order - y.order);
+    let open: typeof mappings = [];
+    for (const entry of group) {
+      open = open.filter((o) => o.mapping.hostPorts.to >= entry.mapping.hostPorts.from);
+      for (const other of open) {
+        const m = entry.mapping;
+        const n = other.mapping;
+        if (!rangesOverlap(m.hostPorts, n.hostPorts)) continue;
+        if (m.hostIp !== undefined && n.hostIp !== undefined && m.hostIp !== n.hostIp) continue;
+        // Report on the later mapping of the two, naming the earlier one.
+        const [late, early] = entry.order > other.order ? [entry, other] : [other, entry];
+        const host = late.mapping.hostIp ?? early.mapping.hostIp ?? (m.family === 4 ? '0.0.0.0' : '[::]');
+        found.push({
+          order: late.order,
+          path: late.path,
+          text: `claims ${host} ${m.proto} port ${formatPortRange(late.mapping.hostPorts)}, which ${early.path} (${show(early.mapping.name)}, ${early.mapping.hostIp ?? 'all addresses'} port ${formatPortRange(early.mapping.hostPorts)}) already claims`,
+        });
+      }
+      open.push(entry);
     }
   }
+  found.sort((x, y) => x.order - y.order).forEach((f) => problems.add(f.path, f.text));
 }
 
 export function buildModel(config: Config): Model {
@@ -234,11 +255,11 @@ export function buildModel(config: Config): Model {
   const networks = (config.networks ?? []).map((n, i) => buildNetwork(n, `networks[${i}]`, problems));
   checkUnique(networks.map((n, i) => ({ name: n.name, path: `networks[${i}].name` })), 'network', problems);
 
-  const mappings: { mapping: Mapping; path: string }[] = [];
+  const mappings: { mapping: Mapping; path: string; order: number }[] = [];
   (config.mappings ?? []).forEach((m, i) => {
     const path = `mappings[${i}]`;
     const mapping = buildMapping(m, path, networks, problems);
-    if (mapping) mappings.push({ mapping, path });
+    if (mapping) mappings.push({ mapping, path, order: i });
   });
   checkUnique(mappings.map(({ mapping, path }) => ({ name: mapping.name, path: `${path}.name` })), 'mapping', problems);
   checkConflicts(mappings, problems);
