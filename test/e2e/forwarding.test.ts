@@ -89,8 +89,10 @@ describe.runIf(enabled)('port forwarding on a real kernel', () => {
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 32001)).toBe(`c1 ${addr.ext} 31001`);
   });
 
-  it('forwards IPv6', async () => {
+  it('forwards IPv6: external, output path and hairpin', async () => {
     expect(await box.connect(box.ext, 'tcp', addr.hostUp6, 8080)).toBe(`c1 ${addr.ext6} 80`);
+    expect(await box.connect(box.host, 'tcp', addr.hostUp6, 8080)).toMatch(/^c1 /);
+    expect(await box.connect(box.c2, 'tcp', addr.hostUp6, 8080)).toBe(`c1 ${addr.bridge6} 80`);
   });
 
   it('masquerades outbound traffic of the network on IPv4 and IPv6', async () => {
