@@ -20,8 +20,14 @@ import { buildModel } from './model/build.js';
 import { parseConfigObject } from './config/load.js';
 import { renderNftDocument } from './backends/nft/render.js';
 import { documentToText } from './backends/nft/text.js';
-import type { ConfigInput } from './config/schema.js';
+import type { Config, ConfigInput } from './config/schema.js';
+import { parseConfigText } from './config/load.js';
 import type { NftDocument } from './backends/nft/json.js';
+
+/** DESIGN §5's parseConfig: YAML/JSON text, or an already-parsed value, to a validated config. */
+export function parseConfig(input: string | ConfigInput | unknown): Config {
+  return typeof input === 'string' ? parseConfigText(input) : parseConfigObject(input);
+}
 
 /** Config (parsed or typed) -> the nftables JSON batch natctl would load. Pure. */
 export function renderNft(config: ConfigInput | unknown): NftDocument {

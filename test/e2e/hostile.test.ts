@@ -50,6 +50,18 @@ describe.runIf(enabled)('hostile input on a real kernel', () => {
     }
   });
 
+  it('apply loads and verifies every sampled valid config: no false alarm from verification', async () => {
+    const samples = fc.sample(validConfig, { numRuns: 15, seed: 99 });
+    const cli = (args: string[]) => execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', netns, '--state-dir', join(dir, 'verify-state'), ...args], { reject: false });
+    for (const [i, config] of samples.entries()) {
+      const file = join(dir, `apply-${i}.json`);
+      await writeFile(file, JSON.stringify(config));
+      const result = await cli(['apply', '-f', file]);
+      expect(result.exitCode, `${JSON.stringify(config)}\n${String(result.stderr)}`).toBe(0);
+    }
+    expect((await cli(['flush'])).exitCode).toBe(0);
+  });
+
   it('invalid configs exit 2 naming the path, with no stack trace, and never touch the kernel', async () => {
     const good = join(dir, 'good.json');
     await writeFile(good, JSON.stringify(fc.sample(validConfig, { numRuns: 1, seed: 7 })[0]));

@@ -67,23 +67,29 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
 interface Shape {
   chains: Map<string, number>;
   maps: Map<string, number>;
+  /** Every map element as text ("map key => verdict"), sorted. */
+  elements: string[];
 }
 
 function shapeOfObjects(objects: NftObject[]): Shape {
-  const shape: Shape = { chains: new Map(), maps: new Map() };
+  const shape: Shape = { chains: new Map(), maps: new Map(), elements: [] };
   for (const object of objects) {
     if ('chain' in object) shape.chains.set(object.chain.name, shape.chains.get(object.chain.name) ?? 0);
     else if ('rule' in object) shape.chains.set(object.rule.chain, (shape.chains.get(object.rule.chain) ?? 0) + 1);
-    else if ('map' in object) shape.maps.set(object.map.name, (shape.maps.get(object.map.name) ?? 0) + (object.map.elem?.length ?? 0));
-    else if ('element' in object) shape.maps.set(object.element.name, (shape.maps.get(object.element.name) ?? 0) + object.element.elem.length);
+    else if ('map' in object) {
+      const elem = object.map.elem ?? [];
+      shape.maps.set(object.map.name, (shape.maps.get(object.map.name) ?? 0) + elem.length);
+      for (const [key, verdict] of elem) shape.elements.push(`${object.map.name} ${JSON.stringify(key)} => ${JSON.stringify(verdict)}`);
+    }
   }
+  shape.elements.sort();
   return shape;
 }
 
 /** Compares chains, rule counts and map sizes of a batch with a listing. */
 export function compareShapes(document: NftDocument, listing: NftListing | null): string[] {
   const wanted = shapeOfObjects(document.nftables.flatMap((c) => ('add' in c ? [c.add] : [])).filter((o) => !('table' in o)));
-  const live = listing ? shapeOfObjects(objectsOf(listing)) : { chains: new Map<string, number>(), maps: new Map<string, number>() };
+  const live: Shape = listing ? shapeOfObjects(objectsOf(listing)) : { chains: new Map(), maps: new Map(), elements: [] };
   const problems: string[] = [];
   for (const [kind, want, have] of [['chain', wanted.chains, live.chains], ['map', wanted.maps, live.maps]] as const) {
     const unit = kind === 'chain' ? 'rules' : 'elements';
@@ -93,6 +99,11 @@ export function compareShapes(document: NftDocument, listing: NftListing | null)
       else if (found !== count) problems.push(`${kind} ${name} has ${found} ${unit}, expected ${count}`);
     }
     for (const name of have.keys()) if (!want.has(name)) problems.push(`${kind} ${name} is not declared`);
+  }
+  // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
+  if (!problems.length) {
+    const held = new Set(live.elements);
+    for (const element of wanted.elements) if (!held.has(element)) problems.push(`map element missing or different: ${element}`);
   }
   return problems;
 }
