@@ -15,10 +15,12 @@ export const dim = (t: string): string => paint(2, t);
 function summarize(change: Change): string {
   const object = (change.after ?? change.before) as Record<string, unknown>;
   if (change.kind !== 'mapping') return '';
-  const m = object as { proto: string; hostIp?: string; hostPorts: { from: number; to: number }; targets: { addr: string; ports: { from: number; to: number } }[] };
+  const m = object as { proto: string; family: number; hostIp?: string; hostPorts: { from: number; to: number }; targets: { addr: string; ports: { from: number; to: number } }[] };
   const port = (p: { from: number; to: number }): string => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`);
-  const targets = m.targets.map((t) => `${t.addr}:${port(t.ports)}`).join(', ');
-  return ` ${m.proto} ${m.hostIp ?? '*'}:${port(m.hostPorts)} -> ${targets}`;
+  const host = (a: string): string => (a.includes(':') ? `[${a}]` : a);
+  const targets = m.targets.map((t) => `${host(t.addr)}:${port(t.ports)}`).join(', ');
+  const bind = m.hostIp ? host(m.hostIp) : m.family === 6 ? '[::]' : '*';
+  return ` ${m.proto} ${bind}:${port(m.hostPorts)} -> ${targets}`;
 }
 
 export function formatPlan(plan: Plan): string {
