@@ -1,11 +1,13 @@
 // Private temp files: nft cannot read a batch from a pipe when Node spawns it (DESIGN §6),
 // so batches go through a 0600 file in a 0700 directory, removed on every path.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
-export async function withTempFile<T>(name: string, content: string, use: (path: string) => Promise<T>): Promise<T> {
-  const dir = await mkdtemp(join(tmpdir(), 'natctl-'));
+/** `parent` defaults to the system temp dir; the engine passes STATE_DIR/tmp so leftovers can be swept. */
+export async function withTempFile<T>(name: string, content: string, use: (path: string) => Promise<T>, parent?: string): Promise<T> {
+  if (parent !== undefined) await mkdir(parent, { recursive: true, mode: 0o700 });
+  const dir = await mkdtemp(join(parent ?? tmpdir(), 'natctl-'));
   try {
     const path = join(dir, name);
     await writeFile(path, content, { mode: 0o600, flag: 'wx' });
@@ -13,4 +15,15 @@ export async function withTempFile<T>(name: string, content: string, use: (path:
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
+}
+
+/**
+ * Removes what a killed process (SIGKILL runs no cleanup) left in `parent`. Call only while
+ * holding the apply lock: every writer of `parent` holds it too.
+ */
+export async function sweepTempFiles(parent: string): Promise<number> {
+  const names = await readdir(parent).catch(() => [] as string[]);
+  const stale = names.filter((n) => n.startsWith('natctl-'));
+  await Promise.all(stale.map((n) => rm(join(parent, n), { recursive: true, force: true })));
+  return stale.length;
 }

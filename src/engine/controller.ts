@@ -6,6 +6,7 @@ import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '
 import { createRunner, type Runner } from '../backends/exec.js';
 import { FakeBackend } from '../backends/fake.js';
 import { NftBackend } from '../backends/nft/backend.js';
+import { sweepTempFiles } from '../backends/tempfile.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, NatctlError, RollbackError, UsageError } from '../errors.js';
@@ -106,8 +107,9 @@ export class Controller {
     else if (choice === 'fake') backend = new FakeBackend();
     else if (choice === 'iptables-legacy') throw new EnvironmentError('the iptables-legacy backend is not available in this version of natctl; use --backend nft');
     else {
-      const nftOptions = options.nftPath === undefined ? { runner } : { runner, nftPath: options.nftPath };
-      backend = new NftBackend(nftOptions);
+      // Batch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
+      const tempDir = join(stateDir, 'tmp');
+      backend = new NftBackend(options.nftPath === undefined ? { runner, tempDir } : { runner, tempDir, nftPath: options.nftPath });
     }
     return new Controller(backend, runner, stateDir, options);
   }
@@ -147,6 +149,7 @@ export class Controller {
     this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
+      await sweepTempFiles(join(this.state.dir, 'tmp'));
       return await this.applyLocked(config, model, ruleset, hash);
     } finally {
       await lock.release();
@@ -258,6 +261,7 @@ export class Controller {
     await this.state.ensure();
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
+      await sweepTempFiles(join(this.state.dir, 'tmp'));
       await this.backend.flush();
       await this.state.record({ backend: this.backend.name, hash: sha256(''), kind: 'flush', config: { version: 1 }, ruleset: '', live: '' });
     } finally {

@@ -3,7 +3,7 @@
 // followed by a look at the kernel's ruleset (counters stripped) and by traffic.
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { mkdir, readdir, rm, writeFile } from 'node:fs/promises';
+import { readdir, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
@@ -28,9 +28,10 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     return result.exitCode === 0 ? result.stdout.replace(/counter packets \d+ bytes \d+/g, 'counter') : '<none>';
   };
   const env = (mode: string, extra: Record<string, string> = {}): Record<string, string> => ({
-    NATCTL_NFT: fakeNft, REAL_NFT: realNft, FAKE_NFT_MODE: mode, FAKE_NFT_STATE: box.workDir, NATCTL_NATIVE: '0', TMPDIR: tmp(), ...extra,
+    NATCTL_NFT: fakeNft, REAL_NFT: realNft, FAKE_NFT_MODE: mode, FAKE_NFT_STATE: box.workDir, NATCTL_NATIVE: '0', ...extra,
   });
-  const tmp = (): string => join(box.workDir, 'tmp');
+  /** natctl writes its batch files under STATE/tmp (see NftBackend.tempDir). */
+  const tmp = (): string => join(box.stateDir, 'netns', box.host, 'tmp');
   /** The newest generation that applied `file`'s config. */
   const lastApplyOf = async (file: string): Promise<number> => {
     const history = JSON.parse((await box.natctl(['history', '--json'])).stdout) as { generation: number; hash: string; mappings: number }[];
@@ -38,14 +39,13 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     return history.filter((g) => g.mappings === wanted).map((g) => g.generation).pop() ?? 0;
   };
   /** natctl's private temp dirs (0700, files 0600) are gone after every apply, failed or not. */
-  const expectNoTempFiles = async (): Promise<void> => expect(await readdir(tmp())).toEqual([]);
+  const expectNoTempFiles = async (): Promise<void> => expect(await readdir(tmp()).catch(() => [])).toEqual([]);
 
   beforeAll(async () => {
     await box.create();
     await box.serve(box.c1, 'c1', { tcp: [80] });
     await box.serve(box.c2, 'c2', { tcp: [80] });
     realNft = String((await execa('sh', ['-c', 'command -v nft'])).stdout).trim();
-    await mkdir(tmp(), { mode: 0o700 });
     fileA = await box.writeConfig('a.json', configA);
     fileB = await box.writeConfig('b.json', configB);
     expect((await box.natctl(['apply', '-f', fileB])).exitCode).toBe(0);
@@ -92,10 +92,13 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
       env: env('slow', { FAKE_NFT_DELAY: '1' }), reject: false,
     });
     const seen = new Set<string>();
-    // Kill only once the apply holds the lock, i.e. is between snapshot and record.
+    // Kill in the middle of the load: the lock is held and the batch file exists (the fake
+    // nft sleeps before loading it).
     const lockFile = join(box.stateDir, 'netns', box.host, 'lock');
+    const batchWritten = async (): Promise<boolean> => (await readdir(tmp()).catch(() => [] as string[])).some((n) => n.startsWith('natctl-'));
     const deadline = Date.now() + 10_000;
-    while (!existsSync(lockFile) && Date.now() < deadline) seen.add(await live());
+    while (!(await batchWritten()) && Date.now() < deadline) seen.add(await live());
+    expect(await batchWritten()).toBe(true);
     expect(existsSync(lockFile)).toBe(true);
     seen.add(await live());
     child.kill('SIGKILL');
@@ -106,8 +109,12 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
       await new Promise((r) => setTimeout(r, 100));
     }
     for (const state of seen) expect([rulesetA, rulesetB]).toContain(state);
+    // SIGKILL runs no cleanup: the killed apply's batch file is still there...
+    expect((await readdir(tmp())).filter((n) => n.startsWith('natctl-'))).toHaveLength(1);
     const next = await box.natctl(['apply', '-f', fileA, '--lock-timeout', '5']);
     expect(next.exitCode).toBe(0);
+    // ...until the next apply, holding the lock, sweeps it.
+    await expectNoTempFiles();
     expect(await live()).toBe(rulesetA);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
   });

@@ -13,6 +13,8 @@ export interface NftBackendOptions {
   runner: Runner;
   /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
   nftPath?: string;
+  /** Where batch files are written (default: the system temp dir). */
+  tempDir?: string;
 }
 
 function kernelMessage(stderr: string): string {
@@ -24,9 +26,11 @@ export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   private readonly runner: Runner;
   private readonly nft: string;
+  private readonly tempDir: string | undefined;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
+    this.tempDir = options.tempDir;
     this.nft = options.nftPath ?? process.env.NATCTL_NFT ?? 'nft';
   }
 
@@ -39,7 +43,7 @@ export class NftBackend implements Backend {
       const args = checkOnly ? ['-c', '-j', '-f', file] : ['-j', '-f', file];
       const result = await this.runner.run(this.nft, args);
       if (result.exitCode !== 0) throw new BackendCommandError(`nft ${args.join(' ')}`, result.exitCode, kernelMessage(result.stderr));
-    });
+    }, this.tempDir);
   }
 
   check(ruleset: Ruleset): Promise<void> {
