@@ -44,9 +44,13 @@ export function createRunner(netns?: string): Runner {
         const stderr = String(result.stderr ?? '');
         if (result.failed && result.exitCode === undefined) {
           const code = (result as { code?: string }).code;
-          if (code === 'ENOENT') throw new EnvironmentError(`${command} not found (looked for ${file} on PATH)`);
+          if (code === 'ENOENT') throw new EnvironmentError(`${command} not found; install it or point NATCTL_NFT at it`);
           if (result.timedOut) return { exitCode: 124, stdout, stderr: `${command} timed out` };
           return { exitCode: 128, stdout, stderr: stderr || String(result.message) };
+        }
+        // Inside a namespace `ip netns exec` runs the command; when it cannot, it says so itself.
+        if (netns !== undefined && result.exitCode !== 0 && /^exec of ".*" failed: No such file or directory/m.test(stderr)) {
+          throw new EnvironmentError(`${command} not found (in netns ${netns}); install it or point NATCTL_NFT at it`);
         }
         return { exitCode: result.exitCode ?? 0, stdout, stderr };
       } catch (error) {

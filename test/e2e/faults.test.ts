@@ -66,6 +66,16 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     await expectNoTempFiles();
   });
 
+  it('a missing nft binary is an environment error (exit 3) for apply and status, never "no ruleset"', async () => {
+    const missing = { NATCTL_NFT: join(box.workDir, 'no-such-nft') };
+    const applied = await box.natctl(['apply', '-f', fileB], missing);
+    expect(applied.exitCode).toBe(3);
+    expect(applied.stderr).toContain('not found');
+    const status = await box.natctl(['status', '--json'], missing);
+    expect(status.exitCode).toBe(3);
+    expect(await live()).toBe(rulesetA);
+  });
+
   it('a refused load names the mapping the kernel objects to', async () => {
     const result = await box.natctl(['apply', '-f', fileB], env('', { FAKE_NFT_REFUSE: '"m-extra"' }));
     expect(result.exitCode).toBe(1);

@@ -57,7 +57,8 @@ export class NftBackend implements Backend {
   async read(): Promise<LiveState | null> {
     const result = await this.runner.run(this.nft, ['-j', 'list', 'table', tableFamily, tableName]);
     if (result.exitCode !== 0) {
-      if (/No such file or directory/.test(result.stderr)) return null;
+      // nft's own answer for a missing table (not an exec failure, which the runner turns into an EnvironmentError).
+      if (/^Error: No such file or directory/m.test(result.stderr)) return null;
       if (/Operation not permitted/.test(result.stderr)) throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
       throw new BackendCommandError('nft -j list table', result.exitCode, result.stderr);
     }
