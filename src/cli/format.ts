@@ -24,7 +24,8 @@ function summarize(change: Change): string {
 }
 
 export function formatPlan(plan: Plan): string {
-  if (!plan.changes.length) return `no changes (${plan.unchanged} object(s) unchanged)\n`;
+  const drift = plan.drift ? `${yellow('the live ruleset differs from the last apply: apply will rewrite it')}\n` : '';
+  if (!plan.changes.length) return `${drift}no changes (${plan.unchanged} object(s) unchanged)\n`;
   const lines = plan.changes.map((change) => {
     const text = `${change.kind} ${change.name}${summarize(change)}`;
     if (change.op === 'add') return green(`+ ${text}`);
@@ -33,7 +34,7 @@ export function formatPlan(plan: Plan): string {
   });
   const count = (op: string): number => plan.changes.filter((c) => c.op === op).length;
   lines.push(dim(`${count('add')} to add, ${count('change')} to change, ${count('remove')} to remove, ${plan.unchanged} unchanged`));
-  return `${lines.join('\n')}\n`;
+  return `${drift}${lines.join('\n')}\n`;
 }
 
 export function formatApply(result: ApplyResult): string {

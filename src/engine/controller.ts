@@ -133,7 +133,15 @@ export class Controller {
 
   async plan(config: Config): Promise<Plan> {
     const model = buildModel(config);
-    return diffModels((await this.lastModel()).model, model);
+    const { generation, model: lastModel } = await this.lastModel();
+    const plan = diffModels(lastModel, model);
+    // With the rights to read the kernel, say whether it still holds the last apply.
+    const root = typeof process.getuid !== 'function' || process.getuid() === 0;
+    if (root && generation && this.backend.name !== 'fake') {
+      const live = await this.backend.read().catch(() => undefined);
+      if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
+    }
+    return plan;
   }
 
   async apply(config: Config, options: { dryRun?: boolean } = {}): Promise<ApplyResult> {

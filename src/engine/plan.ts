@@ -16,6 +16,8 @@ export interface Change {
 export interface Plan {
   changes: Change[];
   unchanged: number;
+  /** True when the kernel's ruleset differs from the last apply (apply will rewrite it); absent when it could not be read. */
+  drift?: boolean;
 }
 
 type Named = { name: string };

@@ -147,6 +147,9 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     await box.exec(box.host, 'nft', ['add', 'rule', 'inet', 'natctl', 'forward', 'tcp', 'dport', '9', 'drop']);
     const drifted = await box.natctl(['status', '--json']);
     expect(drifted.exitCode).toBe(6);
+    const plan = await box.natctl(['plan', '-f', fileA]);
+    expect(plan.stdout).toContain('the live ruleset differs from the last apply');
+    expect(plan.stdout).toContain('no changes');
     expect(JSON.parse(drifted.stdout).drift.extra.length).toBeGreaterThan(0);
     const repaired = await box.natctl(['apply', '-f', fileA, '--json']);
     expect(repaired.exitCode).toBe(0);
