@@ -11,6 +11,7 @@ import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, NatctlError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
+import { clearStaleFlows } from '../host/conntrack.js';
 import { type CheckResult, runDoctor } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
 import type { Mapping, Model } from '../model/model.js';
@@ -169,6 +170,10 @@ export class Controller {
     return this.backend.name === 'fake' ? Promise.resolve([]) : prepareHost(this.runner, model);
   }
 
+  private clearFlows(before: Model | undefined, after: Model): Promise<string[]> {
+    return this.backend.name === 'fake' ? Promise.resolve([]) : clearStaleFlows(this.runner, before, after);
+  }
+
   private progress(phase: string): void {
     this.options.onProgress?.(phase);
   }
@@ -214,8 +219,8 @@ export class Controller {
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
 
-    this.progress('host settings (hairpin, route_localnet)');
-    const warnings = await this.prepare(model);
+    this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
+    const warnings = [...(await this.prepare(model)), ...(await this.clearFlows(lastModel, model))];
     this.progress('recording the generation');
     const generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
     return { changed: true, dryRun: false, plan, ruleset, generation, warnings, repairedDrift: drift.drifted };
@@ -270,7 +275,9 @@ export class Controller {
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
       await sweepTempFiles(join(this.state.dir, 'tmp'));
+      const { model: lastModel } = await this.lastModel();
       await this.backend.flush();
+      await this.clearFlows(lastModel, { networks: [], mappings: [], snat: [], block: [] });
       await this.state.record({ backend: this.backend.name, hash: sha256(''), kind: 'flush', config: { version: 1 }, ruleset: '', live: '' });
     } finally {
       await lock.release();

@@ -1,6 +1,6 @@
 // A tiny network peer for the sandbox (tests and demo), run inside one of its namespaces.
 //   serve NAME --tcp 80,30000 --udp 53   answers every connection/datagram with "NAME <peer address>"
-//   connect tcp|udp HOST PORT [--bind ADDR] [--timeout MS]   prints the answer, or "ERR <reason>"
+//   connect tcp|udp HOST PORT [--bind ADDR] [--sport PORT] [--timeout MS]   prints the answer, or "ERR <reason>"
 import net from 'node:net';
 import dgram from 'node:dgram';
 
@@ -53,7 +53,9 @@ if (mode === 'serve') {
     socket.on('message', (msg: Buffer) => finish(msg.toString()));
     socket.on('error', (error: NodeJS.ErrnoException) => finish(`ERR ${error.code ?? error.message}`));
     const send = (): void => socket.send('ping', port, host);
-    if (bind) socket.bind(0, bind, send);
+    // A fixed source port keeps a "flow": the same conntrack entry across calls.
+    const sport = Number(flag('--sport', '0'));
+    if (bind || sport) socket.bind(sport, bind, send);
     else send();
     // UDP may lose the first datagram while ARP/ND resolves: resend a few times.
     const again = setInterval(send, 300);

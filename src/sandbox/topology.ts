@@ -118,9 +118,10 @@ export class Sandbox {
   }
 
   /** Connects from `netns`; returns the server's answer ("NAME PEER PORT") or "ERR reason". */
-  async connect(netns: string, proto: 'tcp' | 'udp', host: string, port: number, options: { bind?: string; timeoutMs?: number } = {}): Promise<string> {
+  async connect(netns: string, proto: 'tcp' | 'udp', host: string, port: number, options: { bind?: string; sport?: number; timeoutMs?: number } = {}): Promise<string> {
     const args = ['netns', 'exec', netns, process.execPath, peerScript, 'connect', proto, host, String(port), '--timeout', String(options.timeoutMs ?? 1500)];
     if (options.bind) args.push('--bind', options.bind);
+    if (options.sport) args.push('--sport', String(options.sport));
     const result = await execa('ip', args, { reject: false });
     return String(result.stdout).trim();
   }
