@@ -56,6 +56,9 @@ describe.runIf(enabled)('natctl doctor', () => {
     await inNs(broken, 'iptables-nft', ['-P', 'FORWARD', 'DROP']);
     await inNs(broken, 'iptables-nft', ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '8080', '-j', 'DNAT', '--to-destination', '198.18.0.9:80']);
     await inNs(broken, 'nft', ['add', 'table', 'inet', 'firewalld']);
+    await inNs(broken, 'nft', ['add', 'table', 'inet', 'strict']);
+    await inNs(broken, 'nft', ['add', 'chain', 'inet', 'strict', 'gate', '{ type filter hook forward priority 10; policy accept; }']);
+    await inNs(broken, 'nft', ['add', 'rule', 'inet', 'strict', 'gate', 'ip daddr 198.18.0.0/24', 'drop']);
   });
   afterAll(async () => {
     for (const ns of [healthy, broken]) await execa('ip', ['netns', 'del', ns], { reject: false });
@@ -85,6 +88,7 @@ describe.runIf(enabled)('natctl doctor', () => {
       ['warn', /^forward policy iptables-legacy filter FORWARD has policy DROP/],
       ['warn', /^forward policy table ip filter chain FORWARD has policy drop/],
       ['warn', /^firewalld /],
+      ['warn', /^forward rules table inet strict chain gate has 1 drop\/reject rule/],
       ['warn', /^port clash host port 8080 of mapping web is already DNATed by table ip nat chain PREROUTING/],
     ];
     for (const [status, pattern] of expectations) {
@@ -92,6 +96,14 @@ describe.runIf(enabled)('natctl doctor', () => {
       expect(check, `${status} ${pattern}\n${JSON.stringify(checks, null, 1)}`).toBeDefined();
       expect(check?.fix).toBeTruthy();
     }
+  });
+
+  it('fails the kernel check when the kernel refuses natctl\'s features', async () => {
+    const realNft = String((await execa('sh', ['-c', 'command -v nft'])).stdout).trim();
+    // The fake nft refuses any batch naming doctor's probe table, as a kernel without NAT would.
+    const { exitCode, checks } = await doctor(healthy, { NATCTL_NFT: join(repoRoot, 'test/helpers/fake-nft.sh'), REAL_NFT: realNft, FAKE_NFT_REFUSE: 'natctl_doctor' });
+    expect(exitCode).toBe(3);
+    expect(find(checks, 'fail', /^kernel the kernel refuses natctl's features/)?.fix).toMatch(/modprobe/);
   });
 
   it('fails the nft check when the nft binary is missing', async () => {
