@@ -17,6 +17,11 @@ export interface Runner {
   readonly netns?: string;
 }
 
+/** Kernel rulesets, namespaces and interfaces need root (CAP_NET_ADMIN). */
+export function isRoot(): boolean {
+  return typeof process.getuid !== 'function' || process.getuid() === 0;
+}
+
 export const netnsNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$/;
 
 export function netnsPath(name: string): string {

@@ -7,6 +7,7 @@ import { tmpdir } from 'node:os';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa } from 'execa';
+import { isRoot } from '../backends/exec.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { parseConfigObject } from '../config/load.js';
 import { buildModel } from '../model/build.js';
@@ -44,7 +45,7 @@ async function time(run: () => Promise<unknown>): Promise<number> {
 }
 
 async function main(): Promise<number> {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+  if (!isRoot()) {
     process.stderr.write('bench: needs root (it creates a scratch network namespace)\n');
     return 3;
   }

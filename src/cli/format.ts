@@ -4,6 +4,9 @@ import type { ApplyResult, StatusReport } from '../engine/controller.js';
 import type { Change, Plan } from '../engine/plan.js';
 import type { Generation } from '../engine/state.js';
 import type { CheckResult } from '../doctor/checks.js';
+import { formatPortRange } from '../config/ports.js';
+import type { Mapping } from '../model/model.js';
+import { describeTargets, formatEndpoint } from '../model/target.js';
 
 const useColour = (): boolean => Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
 const paint = (code: number, text: string): string => (useColour() ? `\u001b[${code}m${text}\u001b[0m` : text);
@@ -13,14 +16,10 @@ export const yellow = (t: string): string => paint(33, t);
 export const dim = (t: string): string => paint(2, t);
 
 function summarize(change: Change): string {
-  const object = (change.after ?? change.before) as Record<string, unknown>;
   if (change.kind !== 'mapping') return '';
-  const m = object as { proto: string; family: number; hostIp?: string; hostPorts: { from: number; to: number }; targets: { addr: string; ports: { from: number; to: number } }[] };
-  const port = (p: { from: number; to: number }): string => (p.from === p.to ? `${p.from}` : `${p.from}-${p.to}`);
-  const host = (a: string): string => (a.includes(':') ? `[${a}]` : a);
-  const targets = m.targets.map((t) => `${host(t.addr)}:${port(t.ports)}`).join(', ');
-  const bind = m.hostIp ? host(m.hostIp) : m.family === 6 ? '[::]' : '*';
-  return ` ${m.proto} ${bind}:${port(m.hostPorts)} -> ${targets}`;
+  const m = (change.after ?? change.before) as Mapping;
+  const host = m.hostIp !== undefined || m.family === 6 ? formatEndpoint(m.hostIp ?? '::', m.hostPorts) : `*:${formatPortRange(m.hostPorts)}`;
+  return ` ${m.proto} ${host} -> ${describeTargets(m)}`;
 }
 
 export function formatPlan(plan: Plan): string {

@@ -1,6 +1,7 @@
 // The quick-start demo: builds a sandbox of namespaces (a host, two workloads, an outside
 // client), publishes ports with natctl, sends traffic through each kind of mapping, shows
 // `natctl status`, and tears everything down, also on Ctrl-C.
+import { isRoot } from '../backends/exec.js';
 import { Sandbox, addr } from '../sandbox/topology.js';
 
 const useColour = Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
@@ -42,7 +43,7 @@ interface Check {
 }
 
 async function main(): Promise<number> {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+  if (!isRoot()) {
     say('the demo creates network namespaces and needs root: sudo ./scripts/demo.sh');
     return 3;
   }

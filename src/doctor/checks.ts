@@ -1,9 +1,9 @@
 // natctl doctor: each check looks at one thing the ruleset depends on and says how to fix it.
 // Checks only read (the kernel check uses `nft -c`, which commits nothing).
-import type { Runner } from '../backends/exec.js';
+import { isRoot, type Runner } from '../backends/exec.js';
 import { withTempFile } from '../backends/tempfile.js';
 import { cidrContains, cidrText } from '../config/addr.js';
-import { rangesOverlap } from '../config/ports.js';
+import { formatPortRange, rangesOverlap } from '../config/ports.js';
 import type { Model } from '../model/model.js';
 import { nativeBindingStatus } from '../backends/native.js';
 import { type HostNetwork, openHostNetwork } from '../host/network.js';
@@ -52,7 +52,7 @@ const probeBatch = JSON.stringify({ nftables: [
 ] });
 
 async function kernelSupport(ctx: DoctorContext): Promise<CheckResult> {
-  if (typeof process.getuid === 'function' && process.getuid() !== 0) return result('kernel', 'warn', 'not checked: needs root', 'run natctl doctor as root');
+  if (!isRoot()) return result('kernel', 'warn', 'not checked: needs root', 'run natctl doctor as root');
   try {
     const out = await withTempFile('probe.json', probeBatch, (file) => ctx.runner.run(ctx.nft, ['-c', '-j', '-f', file]));
     if (out.exitCode === 0) return result('kernel', 'pass', 'nf_tables with NAT, fib, ct, numgen, masquerade and interval concatenations');
@@ -192,16 +192,13 @@ async function foreignDnat(ctx: DoctorContext, ruleset: Awaited<ReturnType<typeo
   const legacy = await ctx.runner.run('iptables-legacy-save', ['-t', 'nat']).catch(() => undefined);
   for (const line of legacy?.exitCode === 0 ? legacy.stdout.split('\n') : []) {
     const port = /--dport (\d+)(?::(\d+))?/.exec(line);
-    if (line.includes('-j DNAT') && port?.[1]) found(Number(port[1]), Number(port[2] ?? port[1]), `iptables-legacy nat ${line.split(' ')[1] ?? ''}`);
-  }
-  function found(from: number, to: number, where: string): void {
-    foreign.push({ where, from, to });
+    if (line.includes('-j DNAT') && port?.[1]) foreign.push({ where: `iptables-legacy nat ${line.split(' ')[1] ?? ''}`, from: Number(port[1]), to: Number(port[2] ?? port[1]) });
   }
   const out: CheckResult[] = [];
   for (const mapping of ctx.model.mappings) {
     for (const other of foreign) {
       if (rangesOverlap(mapping.hostPorts, other)) {
-        out.push(result('port clash', 'warn', `host port ${other.from === other.to ? other.from : `${other.from}-${other.to}`} of mapping ${mapping.name} is already DNATed by ${other.where}`, 'remove that rule, or publish on another port: whichever DNAT runs first wins'));
+        out.push(result('port clash', 'warn', `host port ${formatPortRange(other)} of mapping ${mapping.name} is already DNATed by ${other.where}`, 'remove that rule, or publish on another port: whichever DNAT runs first wins'));
       }
     }
   }

@@ -3,18 +3,19 @@
 // both come through here; nothing here prints or exits.
 import { join } from 'node:path';
 import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
-import { createRunner, type Runner } from '../backends/exec.js';
+import { createRunner, isRoot, type Runner } from '../backends/exec.js';
 import { FakeBackend } from '../backends/fake.js';
-import { NftBackend } from '../backends/nft/backend.js';
+import { NftBackend, nftBinary } from '../backends/nft/backend.js';
 import { sweepTempFiles } from '../backends/tempfile.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
-import { ApplyError, EnvironmentError, NatctlError, RollbackError, UsageError } from '../errors.js';
+import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
 import { clearStaleFlows } from '../host/conntrack.js';
 import { type CheckResult, runDoctor } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
-import type { Mapping, Model } from '../model/model.js';
+import { type Model, emptyModel } from '../model/model.js';
+import { describeTargets } from '../model/target.js';
 import { findRefusedMapping } from './diagnose.js';
 import { acquireLock } from './lock.js';
 import { diffModels, type Plan } from './plan.js';
@@ -70,15 +71,6 @@ export interface StatusReport {
 
 export const defaultLockTimeoutMs = 30_000;
 
-function describeTarget(mapping: Mapping): string {
-  return mapping.targets
-    .map((t) => {
-      const addr = mapping.family === 6 ? `[${t.addr}]` : t.addr;
-      return `${addr}:${t.ports.from === t.ports.to ? t.ports.from : `${t.ports.from}-${t.ports.to}`}`;
-    })
-    .join(', ');
-}
-
 function compareLive(expected: string | undefined, live: LiveState | null): Drift {
   const want = new Set((expected ?? '').split('\n').filter(Boolean));
   const have = new Set((live?.normalized ?? '').split('\n').filter(Boolean));
@@ -117,7 +109,7 @@ export class Controller {
 
   private needRoot(action: string): void {
     if (this.options.requireRoot === false || this.backend.name === 'fake') return;
-    if (typeof process.getuid === 'function' && process.getuid() !== 0) {
+    if (!isRoot()) {
       throw new EnvironmentError(`natctl ${action} changes or reads the kernel's ruleset and needs root (try: sudo natctl ${action} ...)`);
     }
   }
@@ -135,10 +127,9 @@ export class Controller {
   async plan(config: Config): Promise<Plan> {
     const model = buildModel(config);
     const { generation, model: lastModel } = await this.lastModel();
-    const plan = diffModels(lastModel, model);
+    const plan: Plan = diffModels(lastModel, model);
     // With the rights to read the kernel, say whether it still holds the last apply.
-    const root = typeof process.getuid !== 'function' || process.getuid() === 0;
-    if (root && generation && this.backend.name !== 'fake') {
+    if (isRoot() && generation && this.backend.name !== 'fake') {
       const live = await this.backend.read().catch(() => undefined);
       if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
     }
@@ -154,24 +145,33 @@ export class Controller {
       return { changed: plan.changes.length > 0, dryRun: true, plan, ruleset, warnings: [], repairedDrift: false };
     }
     this.needRoot('apply');
+    return this.locked(() => this.applyLocked(config, model, ruleset, hash));
+  }
+
+  /**
+   * Everything that changes the kernel runs here: one process at a time per state dir. Batch
+   * files a killed holder left behind are swept first (nobody else writes them without the lock).
+   */
+  private async locked<T>(work: () => Promise<T>): Promise<T> {
     await this.state.ensure();
     this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
       await sweepTempFiles(join(this.state.dir, 'tmp'));
-      return await this.applyLocked(config, model, ruleset, hash);
+      return await work();
     } finally {
       await lock.release();
     }
   }
 
-  /** Host settings touch interfaces; the fake backend has no kernel, so it must never reach them. */
-  private prepare(model: Model): Promise<string[]> {
-    return this.backend.name === 'fake' ? Promise.resolve([]) : prepareHost(this.runner, model);
-  }
-
-  private clearFlows(before: Model | undefined, after: Model): Promise<string[]> {
-    return this.backend.name === 'fake' ? Promise.resolve([]) : clearStaleFlows(this.runner, before, after);
+  /**
+   * What an apply does to the host besides the ruleset: hairpin, route_localnet, and clearing
+   * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). The fake
+   * backend has no kernel, so it must never reach the host's interfaces.
+   */
+  private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
+    if (this.backend.name === 'fake') return [];
+    return [...(await prepareHost(this.runner, after)), ...(await clearStaleFlows(this.runner, before, after))];
   }
 
   private progress(phase: string): void {
@@ -186,7 +186,7 @@ export class Controller {
     const drift = last ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
-      const warnings = await this.prepare(model);
+      const warnings = await this.hostEffects(model, model);
       return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings, repairedDrift: false };
     }
 
@@ -220,7 +220,7 @@ export class Controller {
     }
 
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
-    const warnings = [...(await this.prepare(model)), ...(await this.clearFlows(lastModel, model))];
+    const warnings = await this.hostEffects(lastModel, model);
     this.progress('recording the generation');
     const generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
     return { changed: true, dryRun: false, plan, ruleset, generation, warnings, repairedDrift: drift.drifted };
@@ -256,13 +256,13 @@ export class Controller {
         connections: found?.connections ?? 0,
         packets: found?.packets ?? 0,
         bytes: found?.bytes ?? 0,
-        target: describeTarget(mapping),
+        target: describeTargets(mapping),
         state: found ? 'active' : 'missing',
       });
     }
     for (const found of counters.values()) mappings.push({ ...found, target: '?', state: 'unknown' });
     const expected = generation?.kind === 'apply' ? generation.live : undefined;
-    const drift = generation ? compareLive(expected, live) : compareLive(undefined, live);
+    const drift = compareLive(expected, live);
     const report: StatusReport = { backend: this.backend.name, active: live !== null, mappings, blocked: live?.blocked ?? [], drift };
     if (this.runner.netns) report.netns = this.runner.netns;
     if (generation) report.generation = { number: generation.generation, time: generation.time, hash: generation.hash };
@@ -271,23 +271,18 @@ export class Controller {
 
   async flush(): Promise<void> {
     this.needRoot('flush');
-    await this.state.ensure();
-    const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
-    try {
-      await sweepTempFiles(join(this.state.dir, 'tmp'));
+    await this.locked(async () => {
       const { model: lastModel } = await this.lastModel();
       await this.backend.flush();
-      await this.clearFlows(lastModel, { networks: [], mappings: [], snat: [], block: [] });
+      await this.hostEffects(lastModel, emptyModel());
       await this.state.record({ backend: this.backend.name, hash: sha256(''), kind: 'flush', config: { version: 1 }, ruleset: '', live: '' });
-    } finally {
-      await lock.release();
-    }
+    });
   }
 
   /** Host checks; against `config` when given, else the last applied config. */
   async doctor(config?: Config): Promise<CheckResult[]> {
     const model = config ? buildModel(config) : (await this.lastModel().catch(() => ({ model: undefined }))).model;
-    const nft = this.options.nftPath ?? process.env.NATCTL_NFT ?? 'nft';
+    const nft = nftBinary(this.options.nftPath);
     return runDoctor(model ? { runner: this.runner, nft, model } : { runner: this.runner, nft });
   }
 
@@ -303,12 +298,12 @@ export class Controller {
     const generation = await this.state.get(target);
     if (!generation) throw new UsageError(`generation ${target} is not in ${this.state.dir} (kept: ${numbers.join(', ') || 'none'})`);
     if (generation.kind === 'flush') {
+      // The plan is what the flush removes: computed before it, against the generation it replaces.
+      const plan = diffModels((await this.lastModel()).model, emptyModel());
       await this.flush();
-      const plan = diffModels((await this.lastModel()).model, { networks: [], mappings: [], snat: [], block: [] });
       return { changed: true, dryRun: false, plan, ruleset: { backend: this.backend.name, text: '' }, warnings: [], repairedDrift: false };
     }
     return this.apply(parseConfigObject(generation.config));
   }
 }
 
-export { NatctlError };

@@ -1,46 +1,10 @@
-// What an apply would change, object by object: mappings, networks, snat and block rules,
-// compared by name between the last applied model and the new one.
-import type { Model } from '../model/model.js';
+// What an apply would change: the model diff against the last generation, plus whether the
+// kernel still holds that generation.
+import type { ModelDiff } from '../model/diff.js';
 
-export type ChangeOp = 'add' | 'remove' | 'change';
-export type ObjectKind = 'mapping' | 'network' | 'snat' | 'block';
+export { diffModels, type Change, type ChangeOp, type ObjectKind } from '../model/diff.js';
 
-export interface Change {
-  op: ChangeOp;
-  kind: ObjectKind;
-  name: string;
-  before?: unknown;
-  after?: unknown;
-}
-
-export interface Plan {
-  changes: Change[];
-  unchanged: number;
+export interface Plan extends ModelDiff {
   /** True when the kernel's ruleset differs from the last apply (apply will rewrite it); absent when it could not be read. */
   drift?: boolean;
-}
-
-type Named = { name: string };
-
-function diffNamed(kind: ObjectKind, before: Named[], after: Named[], plan: Plan): void {
-  const old = new Map(before.map((o) => [o.name, o]));
-  for (const object of after) {
-    const previous = old.get(object.name);
-    old.delete(object.name);
-    if (!previous) plan.changes.push({ op: 'add', kind, name: object.name, after: object });
-    else if (JSON.stringify(previous) !== JSON.stringify(object)) plan.changes.push({ op: 'change', kind, name: object.name, before: previous, after: object });
-    else plan.unchanged++;
-  }
-  for (const object of old.values()) plan.changes.push({ op: 'remove', kind, name: object.name, before: object });
-}
-
-export function diffModels(before: Model | undefined, after: Model): Plan {
-  const plan: Plan = { changes: [], unchanged: 0 };
-  const empty: Model = { networks: [], mappings: [], snat: [], block: [] };
-  const from = before ?? empty;
-  diffNamed('network', from.networks, after.networks, plan);
-  diffNamed('mapping', from.mappings, after.mappings, plan);
-  diffNamed('snat', from.snat, after.snat, plan);
-  diffNamed('block', from.block, after.block, plan);
-  return plan;
 }

@@ -5,6 +5,7 @@
 // target as the reply source, so no unrelated flow is touched. TCP is left alone: its
 // connections end by themselves and new ones follow the new ruleset.
 import type { Runner } from '../backends/exec.js';
+import { diffModels } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
 
 /** More ports than this in one mapping are not walked one by one. */
@@ -21,10 +22,10 @@ export interface StaleFlowFilter {
 export function staleFlowFilters(before: Model | undefined, after: Model): { filters: StaleFlowFilter[]; skipped: string[] } {
   const filters: StaleFlowFilter[] = [];
   const skipped: string[] = [];
-  const next = new Map(after.mappings.map((m) => [m.name, JSON.stringify(m)]));
-  const gone = (m: Mapping): boolean => next.get(m.name) !== JSON.stringify(m);
-  for (const mapping of before?.mappings ?? []) {
-    if ((mapping.proto !== 'udp' && mapping.proto !== 'sctp') || !gone(mapping)) continue;
+  // Mappings that changed or went away: exactly what a plan calls ~ and -.
+  const gone = diffModels(before, after).changes.flatMap((c) => (c.kind === 'mapping' && c.op !== 'add' ? [c.before as Mapping] : []));
+  for (const mapping of gone) {
+    if (mapping.proto !== 'udp' && mapping.proto !== 'sctp') continue;
     const count = mapping.hostPorts.to - mapping.hostPorts.from + 1;
     if (count > maxPortsPerMapping) {
       skipped.push(mapping.name);

@@ -4,7 +4,7 @@
 import { createRequire } from 'node:module';
 import type { Family } from '../config/addr.js';
 import { bigToIp } from '../config/addr.js';
-import type { AddressInfo, HostNetwork, LinkInfo } from './network.js';
+import type { AddressInfo, HostNetwork, LinkInfo, PortRef } from './network.js';
 
 const AF_INET = 2;
 const AF_INET6 = 10;
@@ -44,22 +44,21 @@ export function netlinkHost(): HostNetwork {
   const require = createRequire(import.meta.url);
   const { createRtNetlink } = require('netlink') as { createRtNetlink: () => RtSocket };
   const rt = createRtNetlink();
-  const linkList = async (): Promise<LinkInfo[]> => {
-    const links = await rt.getLinks();
-    const names = new Map(links.map((l) => [l.data.index, l.attrs.ifname ?? '']));
-    const ports = await rt.getLinks({ family: AF_BRIDGE });
-    const hairpin = new Map(ports.map((p) => [p.data.index, p.attrs.protinfo?.get(IFLA_BRPORT_MODE)?.[0] === 1]));
-    return links.map((l) => {
-      const master = l.attrs.master === undefined ? undefined : names.get(l.attrs.master);
-      const info: LinkInfo = { index: l.data.index, name: l.attrs.ifname ?? '', up: l.data.flags?.up === true };
-      if (master) info.master = master;
-      if (hairpin.has(l.data.index)) info.hairpin = hairpin.get(l.data.index) === true;
-      return info;
-    });
-  };
   return {
     via: 'netlink',
-    links: linkList,
+    async links(): Promise<LinkInfo[]> {
+      const links = await rt.getLinks();
+      const names = new Map(links.map((l) => [l.data.index, l.attrs.ifname ?? '']));
+      const ports = await rt.getLinks({ family: AF_BRIDGE });
+      const hairpin = new Map(ports.map((p) => [p.data.index, p.attrs.protinfo?.get(IFLA_BRPORT_MODE)?.[0] === 1]));
+      return links.map((l) => {
+        const master = l.attrs.master === undefined ? undefined : names.get(l.attrs.master);
+        const info: LinkInfo = { index: l.data.index, name: l.attrs.ifname ?? '', up: l.data.flags?.up === true };
+        if (master) info.master = master;
+        if (hairpin.has(l.data.index)) info.hairpin = hairpin.get(l.data.index) === true;
+        return info;
+      });
+    },
     async addresses(): Promise<AddressInfo[]> {
       const links = await rt.getLinks();
       const names = new Map(links.map((l) => [l.data.index, l.attrs.ifname ?? '']));
@@ -71,10 +70,8 @@ export function netlinkHost(): HostNetwork {
         return [{ link: names.get(a.data.index) ?? '', family, address: bytesToIp(bytes, family), prefix: a.data.prefixlen }];
       });
     },
-    async setHairpin(port: string): Promise<void> {
-      const link = (await linkList()).find((l) => l.name === port);
-      if (!link) throw new Error(`no link ${port}`);
-      await rt.request(RTM_SETLINK, hairpinMessage(link.index));
+    async setHairpin(port: PortRef): Promise<void> {
+      await rt.request(RTM_SETLINK, hairpinMessage(port.index));
     },
     close: () => rt.socket.close(),
   };

@@ -26,11 +26,15 @@ export interface AddressInfo {
   prefix: number;
 }
 
+/** A link as links() returned it: netlink addresses it by index, iproute2 by name. */
+export type PortRef = Pick<LinkInfo, 'index' | 'name'>;
+
 export interface HostNetwork {
   readonly via: 'netlink' | 'netlink-worker' | 'ip';
   links(): Promise<LinkInfo[]>;
   addresses(): Promise<AddressInfo[]>;
-  setHairpin(port: string): Promise<void>;
+  /** Turns hairpin mode on for a bridge port, as returned by links(). */
+  setHairpin(port: PortRef): Promise<void>;
   close(): void;
 }
 
@@ -49,7 +53,7 @@ function workerHost(runner: Runner): HostNetwork {
     via: 'netlink-worker',
     links: () => call<LinkInfo[]>('links'),
     addresses: () => call<AddressInfo[]>('addresses'),
-    setHairpin: async (port) => void (await call('hairpin', port)),
+    setHairpin: async (port) => void (await call('hairpin', `${port.index}:${port.name}`)),
     close: () => undefined,
   };
 }
@@ -84,8 +88,8 @@ export function ipHost(runner: Runner): HostNetwork {
       return links.flatMap((l) => l.addr_info.map((a) => ({ link: l.ifname, family: (a.family === 'inet6' ? 6 : 4) as Family, address: a.local, prefix: a.prefixlen })));
     },
     async setHairpin(port) {
-      const result = await runner.run('bridge', ['link', 'set', 'dev', port, 'hairpin', 'on']);
-      if (result.exitCode !== 0) throw new Error(`bridge link set dev ${port} hairpin on: ${result.stderr.trim()}`);
+      const result = await runner.run('bridge', ['link', 'set', 'dev', port.name, 'hairpin', 'on']);
+      if (result.exitCode !== 0) throw new Error(`bridge link set dev ${port.name} hairpin on: ${result.stderr.trim()}`);
     },
     close: () => undefined,
   };

@@ -2,7 +2,7 @@
 // on the bridge ports of networks with hairpin (a DNATed frame must be allowed back out of
 // the port it came in on, DESIGN §6), and route_localnet where a loopback host IP is published.
 import type { Runner } from '../backends/exec.js';
-import type { Model } from '../model/model.js';
+import { type Model, loopbackNetworks } from '../model/model.js';
 import { openHostNetwork } from './network.js';
 
 /** Returns warnings; never throws for a missing interface (workloads may come later). */
@@ -21,15 +21,14 @@ export async function prepareHost(runner: Runner, model: Model): Promise<string[
           continue;
         }
         for (const port of links.filter((l) => l.master === network.name && l.hairpin !== true)) {
-          await host.setHairpin(port.name).catch((error: unknown) => warnings.push(`network ${network.name}: hairpin on ${port.name} failed: ${(error as Error).message}`));
+          await host.setHairpin(port).catch((error: unknown) => warnings.push(`network ${network.name}: hairpin on ${port.name} failed: ${(error as Error).message}`));
         }
       }
     } finally {
       host.close();
     }
   }
-  const loopback = new Set(model.mappings.filter((m) => m.hostIp?.startsWith('127.') && m.network && !missing.has(m.network)).map((m) => m.network as string));
-  for (const name of loopback) {
+  for (const name of loopbackNetworks(model).filter((n) => !missing.has(n))) {
     const result = await runner.run('sysctl', ['-q', '-w', `net/ipv4/conf/${name}/route_localnet=1`]);
     if (result.exitCode !== 0) warnings.push(`network ${name}: route_localnet not set: ${result.stderr.trim()}`);
   }

@@ -1,7 +1,7 @@
 // The model: a validated, normalized config that every backend compiles from. Everything
 // here is explicit (families resolved, ports resolved, names assigned), so renderers hold
 // no policy of their own.
-import type { AddrRange, Cidr, Family } from '../config/addr.js';
+import { type AddrRange, type Cidr, type Family, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
 import type { Proto } from '../config/schema.js';
 
@@ -63,4 +63,13 @@ export interface Model {
   mappings: Mapping[];
   snat: SnatRule[];
   block: BlockRule[];
+}
+
+export function emptyModel(): Model {
+  return { networks: [], mappings: [], snat: [], block: [] };
+}
+
+/** Networks that carry a loopback (127/8) binding: they need route_localnet and a masquerade of 127/8 sources. */
+export function loopbackNetworks(model: Model): string[] {
+  return [...new Set(model.mappings.flatMap((m) => (m.hostIp !== undefined && isLoopback(m.hostIp) && m.network !== undefined ? [m.network] : [])))];
 }

@@ -1,6 +1,7 @@
 // Target strings: ip, ip:port, ip:start-end, [v6], [v6]:port, or a bare IPv6 address.
 import { canonicalIp, ipFamily, type Family } from '../config/addr.js';
-import { type PortRange, parsePortRange } from '../config/ports.js';
+import { type PortRange, formatPortRange, parsePortRange } from '../config/ports.js';
+import type { Mapping } from './model.js';
 
 export interface ParsedTarget {
   addr: string;
@@ -36,4 +37,13 @@ export function parseTarget(text: string): ParsedTarget | string {
   const ports = parsePortRange(portText);
   if (typeof ports === 'string') return `has port "${portText}", which ${ports}`;
   return { addr, family, ports };
+}
+
+/** `addr:port[-end]`, IPv6 in brackets: the inverse of parseTarget. */
+export function formatEndpoint(addr: string, ports: PortRange): string {
+  return `${addr.includes(':') ? `[${addr}]` : addr}:${formatPortRange(ports)}`;
+}
+
+export function describeTargets(mapping: Mapping): string {
+  return mapping.targets.map((t) => formatEndpoint(t.addr, t.ports)).join(', ');
 }

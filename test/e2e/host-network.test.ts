@@ -45,10 +45,11 @@ describe.runIf(enabled)('host network inspection', () => {
   it('both set hairpin mode on a bridge port', async () => {
     const runner = createRunner(netns);
     expect(await hairpinOf('p1')).toBe(false);
-    await (await openHostNetwork(runner)).setHairpin('p1');
+    const port = (name: string) => ipHost(runner).links().then((links) => links.find((l) => l.name === name)!);
+    await (await openHostNetwork(runner)).setHairpin(await port('p1'));
     expect(await hairpinOf('p1')).toBe(true);
     expect(await hairpinOf('p2')).toBe(false);
-    await ipHost(runner).setHairpin('p2');
+    await ipHost(runner).setHairpin(await port('p2'));
     expect(await hairpinOf('p2')).toBe(true);
     expect((await ipHost(runner).links()).find((l) => l.name === 'p1')?.hairpin).toBe(true);
   });

@@ -22,20 +22,36 @@ function kernelMessage(stderr: string): string {
   return stderr.split('\n').filter((line) => /error|warning/i.test(line)).slice(0, 5).join('\n') || stderr.slice(0, 500);
 }
 
+/** DESIGN §4: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
+export function nftBinary(explicit?: string): string {
+  return explicit ?? process.env.NATCTL_NFT ?? 'nft';
+}
+
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   private readonly runner: Runner;
   private readonly nft: string;
   private readonly tempDir: string | undefined;
+  // What this backend already parsed, keyed by the objects it handed out: a listing of
+  // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
+  private readonly listings = new WeakMap<LiveState, NftListing>();
+  private readonly documents = new WeakMap<Ruleset, NftDocument>();
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
     this.tempDir = options.tempDir;
-    this.nft = options.nftPath ?? process.env.NATCTL_NFT ?? 'nft';
+    this.nft = nftBinary(options.nftPath);
   }
 
   render(model: Model): Ruleset {
-    return { backend: 'nft', text: `${JSON.stringify(renderNftDocument(model))}\n` };
+    const document = renderNftDocument(model);
+    const ruleset: Ruleset = { backend: 'nft', text: `${JSON.stringify(document)}\n` };
+    this.documents.set(ruleset, document);
+    return ruleset;
+  }
+
+  private listingOf(live: LiveState): NftListing {
+    return this.listings.get(live) ?? (JSON.parse(live.raw) as NftListing);
   }
 
   private async loadText(text: string, checkOnly: boolean): Promise<void> {
@@ -63,17 +79,18 @@ export class NftBackend implements Backend {
       throw new BackendCommandError('nft -j list table', result.exitCode, result.stderr);
     }
     const listing = JSON.parse(result.stdout) as NftListing;
-    return liveStateOf(listing, result.stdout);
+    const live = liveStateOf(listing, result.stdout);
+    this.listings.set(live, listing);
+    return live;
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
-    const document = JSON.parse(ruleset.text) as NftDocument;
-    return compareShapes(document, live ? (JSON.parse(live.raw) as NftListing) : null);
+    const document = this.documents.get(ruleset) ?? (JSON.parse(ruleset.text) as NftDocument);
+    return compareShapes(document, live ? this.listingOf(live) : null);
   }
 
   async restore(live: LiveState | null): Promise<void> {
-    const listing = live ? (JSON.parse(live.raw) as NftListing) : null;
-    await this.loadText(JSON.stringify(listingToBatch(listing)), false);
+    await this.loadText(JSON.stringify(listingToBatch(live ? this.listingOf(live) : null)), false);
   }
 
   async flush(): Promise<void> {

@@ -27,8 +27,7 @@ export type NftObject =
   | { table: NftTable }
   | { chain: NftChain }
   | { map: NftMap }
-  | { rule: NftRule }
-  | { element: { family: string; table: string; name: string; elem: [NftValue, NftValue][] } };
+  | { rule: NftRule };
 
 export type NftCommand = { add: NftObject } | { delete: NftObject } | { flush: NftObject } | { metainfo: Record<string, unknown> };
 export interface NftDocument { nftables: NftCommand[] }

@@ -4,11 +4,12 @@
 // (address, l4proto, port); one chain per mapping carrying its counter.
 import type { Cidr, Family } from '../../config/addr.js';
 import type { PortRange } from '../../config/ports.js';
-import type { BlockRule, Egress, Mapping, Model, Network, Proto, SnatRule, Target } from '../../model/model.js';
+import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks } from '../../model/model.js';
 import {
   type NftCommand, type NftDocument, type NftMap, type NftObject, type NftStatement, type NftValue,
   accept, concat, counter, ct, daddrIsLocal, drop, jump, masquerade, match, meta, payload, prefix, range, ret, set, vmap,
 } from './json.js';
+import { formatEndpoint } from '../../model/target.js';
 
 export const tableFamily = 'inet';
 export const tableName = 'natctl';
@@ -61,7 +62,7 @@ function dnatTo(mapping: Mapping, target: Target): NftStatement[] {
 }
 
 function describeMapping(mapping: Mapping): string {
-  const host = `${mapping.hostIp ?? (mapping.family === 4 ? '0.0.0.0' : '[::]')}:${mapping.hostPorts.from}${mapping.hostPorts.to !== mapping.hostPorts.from ? `-${mapping.hostPorts.to}` : ''}`;
+  const host = formatEndpoint(mapping.hostIp ?? (mapping.family === 4 ? '0.0.0.0' : '::'), mapping.hostPorts);
   return `natctl mapping ${mapping.name} ${mapping.proto} ${host}`;
 }
 
@@ -210,9 +211,7 @@ function renderPostrouting(batch: Batch, model: Model): void {
       batch.rule('postrouting', [match(ct('status'), 'dnat', 'in'), match(meta('oifname'), network.name), match(payload(ipProto(subnet.family), 'saddr'), cidrValue(subnet)), masquerade()], `natctl hairpin ${network.name}`);
     }
   }
-  const loopbackNetworks = new Set(model.mappings.filter((m) => m.hostIp?.startsWith('127.')).map((m) => m.network));
-  for (const name of loopbackNetworks) {
-    if (name === undefined) continue;
+  for (const name of loopbackNetworks(model)) {
     // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
     batch.rule('postrouting', [match(payload('ip', 'saddr'), prefix('127.0.0.0', 8)), match(meta('oifname'), name), masquerade()], `natctl loopback ${name}`);
   }

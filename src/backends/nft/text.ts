@@ -67,7 +67,6 @@ export function documentToText(document: NftDocument): string {
     else if ('map' in object) maps.set(object.map.name, { ...object.map, elem: [...(object.map.elem ?? [])] });
     else if ('chain' in object) chains.set(object.chain.name, { chain: object.chain, rules: [] });
     else if ('rule' in object) chains.get(object.rule.chain)?.rules.push(object.rule);
-    else if ('element' in object) maps.get(object.element.name)?.elem.push(...object.element.elem);
   }
   const out: string[] = [`${tableLine} {`];
   for (const map of maps.values()) {
