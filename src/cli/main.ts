@@ -11,6 +11,7 @@ import { buildModel } from '../model/build.js';
 import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
+import { registerWatch } from './watch.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -64,7 +65,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('apply')
     .description('apply a config: diff, load atomically, verify, roll back on failure')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--dry-run', 'show what would change; touch nothing')
     .addOption(backendOption())
     .option('--json', 'machine-readable output')
@@ -79,7 +80,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('plan')
     .description('what apply would add, change and remove, mapping by mapping')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--json', 'machine-readable output')
     .action(async (options: { file: string }, command: Command) => {
       const opts = globals(command);
@@ -92,7 +93,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('render')
     .description('print the ruleset a config compiles to (no kernel access, no root)')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
     .action(async (options: { file: string; format: string }) => {
       const model = buildModel(await loadConfigFile(options.file));
@@ -152,7 +153,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('doctor')
     .description('check the host: nft, kernel support, forwarding, bridges, hairpin, other firewalls, port clashes')
-    .option('-f, --file <file>', 'check against this config (default: the last applied one)')
+    .option('-f, --file <file>', 'check against this config file or directory (default: the last applied one)')
     .option('--json', 'machine-readable output')
     .action(async (options: { file?: string }, command: Command) => {
       const opts = globals(command);
@@ -168,6 +169,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description("print the config's JSON Schema")
     .action(() => printJson(configJsonSchema()));
 
+  registerWatch(program);
   return program;
 }
 
