@@ -209,6 +209,7 @@ async function main(): Promise<number> {
 
     // Churn: every 100 ms, a tenth of the per-second share of fragments, per agent.
     const churnStart = Date.now();
+    const samplesBefore = fleet.reduce((n, a) => n + a.samples, 0);
     let running = true;
     const samplers = fleet.map(async (agent) => {
       while (running) {
@@ -250,6 +251,7 @@ async function main(): Promise<number> {
     const churnEnd = Date.now();
     running = false;
     await Promise.all(samplers);
+    const churnSamples = fleet.reduce((n, a) => n + a.samples, 0) - samplesBefore;
     const converged = await converge(120_000);
     for (const agent of fleet) agent.cpuEnd = await cpuSeconds(agent.pid!);
     const wall = (Date.now() - churnStart) / 1000;
@@ -268,9 +270,8 @@ async function main(): Promise<number> {
     const regressions = fleet.reduce((n, a) => n + a.regressions, 0);
     say(`churn: ${all.length} fragment writes in ${((churnEnd - churnStart) / 1000).toFixed(1)} s (${(all.length / agents / ((churnEnd - churnStart) / 1000)).toFixed(1)}/s per agent)`);
     say(`write -> kernel holds it: p50 ${percentile(served, 50)} ms, p99 ${percentile(served, 99)} ms, max ${percentile(served, 100)} ms (${served.length} measured, ${superseded} superseded by a newer write before being seen, ${unresolved} unresolved)`);
-    const samples = fleet.reduce((n, a) => n + a.samples, 0);
     say(`applies during churn: ${fleet.map((a) => a.syncs).join(', ')} (per agent; non-noop syncs); sync duration p50 ${percentile(fleet.flatMap((a) => a.syncMs), 50)} ms, p99 ${percentile(fleet.flatMap((a) => a.syncMs), 99)} ms`);
-    say(`probe: one kernel listing per agent every ${((churnEnd - churnStart) / (samples / agents)).toFixed(0)} ms on average (the latencies' resolution)`);
+    say(`probe: one kernel listing per agent every ${((churnEnd - churnStart) / (churnSamples / agents)).toFixed(0)} ms on average (the latencies' resolution)`);
     say(`CPU per agent (own + nft children, over ${wall.toFixed(0)} s of churn and convergence): ${fleet.map((a) => `${(((a.cpuEnd ?? 0) - (a.cpuStart ?? 0)) / wall * 100).toFixed(0)}%`).join(', ')} of one core`);
     say(`half-applied states seen: ${halfApplied}; version regressions seen: ${regressions}; final state exact on every agent: ${converged}`);
     say(`SIGTERM: exit codes ${exits.join(', ')}; rules kept: ${kept.every(Boolean)}`);
