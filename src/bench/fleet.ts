@@ -1,6 +1,7 @@
 // The fleet soak (docs/operations.md, "Fleet soak"): N host namespaces, each with its own
-// `natctl watch` on a drop-in directory of M mappings (2 per fragment: tcp and udp on the same
-// host port, one workload each), and a driver that churns a share of the fragments every second
+// `natctl watch` on a drop-in directory of M mappings (2 per fragment: two tcp host ports of one
+// workload; tcp, because moving a udp mapping also clears its conntrack flows, one `conntrack`
+// exec per mapping, which would measure that instead of the agent), and a driver that churns a share of the fragments every second
 // (rewrite with a new target port, remove, re-add) for a bounded time. It reports the time from
 // a fragment write to the kernel holding it (p50/p99), the CPU each agent used (its own and its
 // nft children's), and whether any agent ever held a half-applied state (one mapping of a
@@ -70,7 +71,7 @@ const fragmentText = (fragment: number, port: number): string =>
     version: 1,
     mappings: [
       { name: `f${fragment}-a`, proto: 'tcp', hostPort: 10000 + fragment, target: `${target}:${port}` },
-      { name: `f${fragment}-b`, proto: 'udp', hostPort: 10000 + fragment, target: `${target}:${port}` },
+      { name: `f${fragment}-b`, proto: 'tcp', hostPort: 30000 + fragment, target: `${target}:${port}` },
     ],
   });
 
@@ -218,35 +219,33 @@ async function main(): Promise<number> {
       }
     });
     let nextPort = 1001;
-    let owed = 0;
+    let written = 0;
     while (Date.now() - churnStart < churnSeconds * 1000) {
-      owed += fragments * churnShare * 0.1;
-      const count = Math.floor(owed);
-      owed -= count;
-      for (const agent of fleet) {
+      // Paced by the clock, not by ticks: a busy event loop writes in bursts but keeps the rate.
+      const count = Math.floor(((Date.now() - churnStart) / 1000) * fragments * churnShare) - written;
+      written += count;
+      await Promise.all(fleet.map(async (agent) => {
         for (let i = 0; i < count; i++) {
           const fragment = Math.floor(Math.random() * fragments);
           const previous = agent.latest.get(fragment);
           if (previous && previous.servedAt === undefined) previous.superseded = true;
-          const present = agent.desired.has(fragment);
-          const roll = Math.random();
-          let op: Op;
-          if (present && roll < 0.1) {
-            await remove(agent, fragment);
-            agent.desired.delete(fragment);
-            op = { fragment, port: undefined, writtenAt: Date.now() };
-          } else {
-            const port = nextPort++;
-            if (nextPort > 60000) nextPort = 1001;
-            await put(agent, fragment, port);
-            agent.desired.set(fragment, port);
-            op = { fragment, port, writtenAt: Date.now() };
-          }
+          // Recorded before the write: an op is never resolved by a listing taken before it was written.
+          const port = agent.desired.has(fragment) && Math.random() < 0.1 ? undefined : nextPort++;
+          if (nextPort > 60000) nextPort = 1001;
+          const op: Op = { fragment, port, writtenAt: Date.now() };
           agent.latest.set(fragment, op);
           agent.ops.push(op);
+          if (port === undefined) {
+            agent.desired.delete(fragment);
+            await remove(agent, fragment);
+          } else {
+            agent.desired.set(fragment, port);
+            await put(agent, fragment, port);
+          }
+          op.writtenAt = Date.now(); // the write is complete (renamed into place) now
         }
-      }
-      await sleep(Math.max(0, 100 - ((Date.now() - churnStart) % 100)));
+      }));
+      await sleep(100);
     }
     const churnEnd = Date.now();
     running = false;
