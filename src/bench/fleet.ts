@@ -105,6 +105,7 @@ async function cpuSeconds(pid: number): Promise<number> {
 
 /** One look at an agent's kernel: checks consistency, resolves pending writes. */
 async function sample(agent: Agent): Promise<boolean> {
+  const startedAt = Date.now();
   const targets = await kernelTargets(agent.netns);
   const at = Date.now();
   if (!targets) return false;
@@ -119,7 +120,8 @@ async function sample(agent: Agent): Promise<boolean> {
       agent.seenPort.set(f, Math.max(seen, a));
     }
     const op = agent.latest.get(f);
-    if (op && op.servedAt === undefined && !op.superseded && a === op.port && b === op.port) op.servedAt = at;
+    // Only a listing that started after the write completed can show it.
+    if (op && op.servedAt === undefined && !op.superseded && startedAt >= op.writtenAt && a === op.port && b === op.port) op.servedAt = at;
   }
   return [...agent.desired].every(([f, port]) => targets.get(`f${f}-a`) === port) && targets.size === agent.desired.size * 2;
 }
