@@ -234,7 +234,7 @@ async function main(): Promise<number> {
           // Recorded before the write: an op is never resolved by a listing taken before it was written.
           const port = agent.desired.has(fragment) && Math.random() < 0.1 ? undefined : nextPort++;
           if (nextPort > 60000) nextPort = 1001;
-          const op: Op = { fragment, port, writtenAt: Date.now() };
+          const op: Op = { fragment, port, writtenAt: Number.POSITIVE_INFINITY };
           agent.latest.set(fragment, op);
           agent.ops.push(op);
           if (port === undefined) {
