@@ -12,7 +12,7 @@ import { assessHealth, type Health } from './health.js';
 import { type ListenAddress, startHttp } from './http.js';
 import type { Logger } from './log.js';
 import { SyncLoop, type LoopTiming } from './loop.js';
-import { createMetrics } from './metrics.js';
+import { type AgentMetrics, createMetrics } from './metrics.js';
 import { Reconciler, type SyncOutcome, type SyncTrigger } from './sync.js';
 
 export interface AgentOptions {
@@ -37,7 +37,7 @@ export class Agent {
   private http: { port: number; close(): Promise<void> } | undefined;
   private readonly loop: SyncLoop;
   private readonly reconciler: Reconciler;
-  private readonly metrics;
+  private readonly metrics: AgentMetrics;
   private readonly stopped: Promise<void>;
   private resolveStopped: () => void = () => {};
   private stopping = false;
