@@ -187,6 +187,19 @@ describe.runIf(enabled)('natctl watch (node agent) in a sandbox', () => {
     process.kill(agentPid!, 'SIGHUP');
     const hup = await until(async () => syncs().slice(before).find((s) => s.trigger === 'signal'), (s) => s !== undefined, 20_000);
     expect(hup).toMatchObject({ trigger: 'signal', kind: 'noop' });
+    // The lock is the engine's, held during a sync only: right after one, nobody holds it.
+    expect(existsSync(join(box.stateDir, 'netns', box.host, 'lock'))).toBe(false);
+  });
+
+  it("an operator's manual apply serializes with the agent, and the next resync restores the desired state", async () => {
+    const manual = await box.writeConfig('manual.json', { version: 1, mappings: [{ name: 'manual', hostPort: 8090, target: `${addr.c1}:80` }] });
+    const applied = await box.natctl(['apply', '-f', manual]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    const appliedAt = Date.now();
+    const restored = await until(async () => syncs().find((s) => s.trigger === 'resync' && Date.parse(s.time) - (s.durationMs ?? 0) > appliedAt), (s) => s !== undefined, (resyncSeconds + 60) * 1000);
+    expect(restored).toMatchObject({ kind: 'full', mappings: 1001 });
+    expect(await fromExt(8090)).toBe('ERR ECONNREFUSED');
+    expect(await fromExt(8080)).toBe(`c1 ${addr.ext} 80`);
   });
 
   it('SIGTERM stops it cleanly: the rules stay and the lock is released', async () => {
