@@ -91,6 +91,8 @@ export class SyncLoop {
     const retryable = outcome === undefined || (!outcome.ok && outcome.reason !== 'config');
     if (!retryable) {
       this.failures = 0;
+      if (this.retryTimer !== undefined) this.clock.clearTimeout(this.retryTimer);
+      this.retryTimer = undefined;
       return;
     }
     // Lock held, kernel refused, tool missing: try again, 1 s, 2 s, 4 s ... up to the resync interval.
