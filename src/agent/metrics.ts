@@ -11,7 +11,6 @@ export const mappingMetricsLimit = 1000;
 export interface AgentMetrics {
   registry: Registry;
   record(outcome: SyncOutcome): void;
-  setMappings(count: number): void;
   configError(): void;
 }
 
@@ -95,9 +94,6 @@ export function createMetrics(options: MetricsOptions = {}): AgentMetrics {
         failures.inc({ reason: outcome.reason });
         if (outcome.reason === 'config') configValid.set(0);
       }
-    },
-    setMappings(count) {
-      mappings.set(count);
     },
     configError() {
       configErrors.inc();

@@ -99,10 +99,6 @@ export class Reconciler {
 
   constructor(private readonly options: ReconcilerOptions) {}
 
-  get mappingsManaged(): number {
-    return this.lastGood?.mappings?.length ?? 0;
-  }
-
   async sync(trigger: SyncTrigger): Promise<SyncOutcome> {
     const started = performance.now();
     const elapsed = (): number => Math.round((performance.now() - started) * 10) / 10;
