@@ -26,7 +26,7 @@ function finish(ok, reason, log = '') {
   mkdirSync(buildDir, { recursive: true });
   writeFileSync(join(buildDir, 'natctl-build.json'), `${JSON.stringify({ ok, reason, time: new Date().toISOString() }, null, 2)}\n`);
   if (log) writeFileSync(join(buildDir, 'natctl-build.log'), log);
-  const line = ok ? `natctl: built the in-process nftables addon (${reason})` : `natctl: in-process nftables addon not built (${reason}); natctl will spawn nft instead`;
+  const line = ok ? `natctl: built the in-process nftables addon (${reason})` : `natctl: in-process nftables addon not built: ${reason}; natctl will spawn nft instead (to build it: apt-get install libnftables-dev g++ make python3, then npm run build:native)`;
   if (verbose || !ok) process.stderr.write(`${line}\n`);
   // Never fail the install: natctl falls back to the nft binary.
   process.exit(0);
@@ -34,7 +34,7 @@ function finish(ok, reason, log = '') {
 
 const includeDirs = ['/usr/include', '/usr/local/include', ...(process.env.CPATH ?? '').split(delimiter), ...(process.env.C_INCLUDE_PATH ?? '').split(delimiter)].filter(Boolean);
 if (!includeDirs.some((dir) => existsSync(join(dir, 'nftables', 'libnftables.h')))) {
-  finish(false, 'libnftables-dev is not installed (no nftables/libnftables.h); install it (apt-get install libnftables-dev) and run npm run build:native');
+  finish(false, 'libnftables-dev is not installed (no nftables/libnftables.h)');
 }
 
 /** libnftables' version from its pkg-config file, compiled into the addon for `natctl doctor`. */

@@ -60,7 +60,7 @@ function load(path: string): { path: string; binding?: NativeBinding; reason?: s
     const code = (error as { code?: string }).code;
     if (code === 'MODULE_NOT_FOUND' || (error as Error).message.includes('Cannot find module')) {
       const why = path === defaultAddonPath ? buildFailure() : undefined;
-      return { path, reason: why ?? `not built (no ${path}); install libnftables-dev and run npm run build:native` };
+      return { path, reason: why ?? `not built (no ${displayAddonPath(path)})` };
     }
     return { path, reason: `cannot load ${path}: ${(error as Error).message.split('\n')[0]}` };
   }
