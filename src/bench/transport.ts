@@ -1,16 +1,23 @@
 // The nft backend's two transports side by side (docs/performance.md, "In-process nftables
 // path"): the spawned nft binary (`ip netns exec NS nft -j -f FILE`, as natctl runs it with
 // --netns) against the in-process addon (libnftables on a thread that enters the namespace),
-// for one small batch (add one map element, then delete it) and for listings of a map.
+// for one small batch (add or delete one map element), a checked batch, listings of a map, and
+// a library apply of a small config (changed and unchanged) over each transport.
 // Runs in a scratch namespace it creates and deletes; bounded rounds; needs root.
 //
-//   node dist/bench/transport.js [--rounds N] [--elements N] [--json]
+//   node dist/bench/transport.js [--rounds N] [--elements N] [--mappings N] [--json]
+import { mkdtemp, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { execa } from 'execa';
 import { createRunner, isRoot } from '../backends/exec.js';
 import { loadNativeBinding, nativeBindingStatus } from '../backends/native.js';
 import type { NftResult, NftTransport } from '../backends/nft/transport.js';
 import { NativeNftTransport } from '../backends/nft/transport-native.js';
 import { SpawnNftTransport } from '../backends/nft/transport-spawn.js';
+import { NftBackend } from '../backends/nft/backend.js';
+import { parseConfigObject } from '../config/load.js';
+import { Controller } from '../engine/controller.js';
 
 function flag(name: string, fallback: number): number {
   const index = process.argv.indexOf(name);
@@ -21,6 +28,7 @@ function flag(name: string, fallback: number): number {
 
 const rounds = flag('--rounds', 50);
 const elements = flag('--elements', 10_000);
+const mappings = flag('--mappings', 20);
 const table = 'natctl_bench';
 
 interface Row {
@@ -70,6 +78,7 @@ async function main(): Promise<number> {
   }
   const netns = `nc-bt-${process.pid.toString(36)}`;
   await execa('ip', ['netns', 'add', netns]);
+  const dir = await mkdtemp(join(tmpdir(), 'natctl-bench-transport-'));
   try {
     const transports: [string, NftTransport][] = [
       ['spawned nft (ip netns exec)', new SpawnNftTransport({ runner: createRunner(netns) })],
@@ -97,6 +106,17 @@ async function main(): Promise<number> {
       rows.push({ operation: 'list a map of 0 elements', transport: name, ...(await sample(rounds, async () => void must(await transport.list(['map', 'inet', table, 'ports'])))) });
       rows.push({ operation: `list a map of ${elements} elements`, transport: name, ...(await sample(Math.min(rounds, 20), async () => void must(await transport.list(['map', 'inet', table, 'big'])))) });
     }
+    // The whole verified apply through the library (lock, read, load, read back, verify, record).
+    const config = (variant: number) => parseConfigObject({ version: 1, mappings: Array.from({ length: mappings }, (_, i) => ({
+      name: `m${i}`, hostPort: 20_000 + i, target: `198.18.${Math.floor(i / 200)}.${(i % 200) + 2 + variant}:80`,
+    })) });
+    for (const [name, transport] of transports) {
+      const controller = await Controller.open({ backend: new NftBackend({ runner: createRunner(netns), transport }), netns, stateDir: join(dir, transport.kind) });
+      const applyRounds = Math.min(rounds, 20);
+      rows.push({ operation: `library apply of ${mappings} mappings, changed`, transport: name, ...(await sample(applyRounds, async (i) => void (await controller.apply(config(i % 2))))) });
+      rows.push({ operation: `library apply of ${mappings} mappings, unchanged`, transport: name, ...(await sample(applyRounds, async () => void (await controller.apply(config(1))))) });
+      await controller.flush();
+    }
     if (process.argv.includes('--json')) {
       process.stdout.write(`${JSON.stringify({ netns: 'scratch', libnftables: binding.libnftablesVersion, node: process.version, rows }, null, 2)}\n`);
     } else {
@@ -107,6 +127,7 @@ async function main(): Promise<number> {
     return 0;
   } finally {
     await execa('ip', ['netns', 'del', netns], { reject: false });
+    await rm(dir, { recursive: true, force: true });
   }
 }
 
