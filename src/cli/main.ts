@@ -12,6 +12,7 @@ import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } fr
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { registerWatch } from './watch.js';
+import { describeNftTransport } from '../backends/nft/transport.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -22,6 +23,7 @@ interface GlobalOptions {
   json?: boolean;
   lockTimeout?: number;
   backend?: 'auto' | 'nft' | 'iptables-legacy';
+  verbose?: boolean;
 }
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -36,6 +38,8 @@ function controllerOptions(options: GlobalOptions): ControllerOptions {
   const out: ControllerOptions = {};
   // Progress goes to stderr, only for a person at a terminal; --json output stays clean.
   if (process.stderr.isTTY && !options.json) out.onProgress = (phase) => void process.stderr.write(`natctl: ${phase}...\n`);
+  // --verbose says how batches reach the kernel, including a fallback that is quiet otherwise.
+  if (options.verbose && options.backend !== 'iptables-legacy') process.stderr.write(`natctl: ${describeNftTransport(options.netns !== undefined ? { netns: options.netns } : {})}\n`);
   if (options.netns !== undefined) out.netns = options.netns;
   if (options.stateDir !== undefined) out.stateDir = options.stateDir;
   if (options.lockTimeout !== undefined) out.lockTimeoutMs = options.lockTimeout * 1000;
@@ -58,6 +62,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--state-dir <dir>', 'where generations are kept (env NATCTL_STATE_DIR; default /var/lib/natctl)')
     .option('--json', 'machine-readable output')
     .option('--lock-timeout <seconds>', 'how long to wait for another apply (default 30)', seconds)
+    .option('--verbose', 'say how natctl reaches the kernel (in-process libnftables or the nft binary) on stderr')
     .showHelpAfterError()
     .exitOverride();
 
