@@ -1,12 +1,20 @@
-// A UDP (or SCTP) client that keeps sending keeps its conntrack entry, and with it the DNAT
-// target chosen by its first packet: after a mapping moves or disappears, such a flow would
-// go on reaching the old target for as long as it stays busy. natctl deletes those entries
-// (as kube-proxy does), matched narrowly: the host port the client dialled and the old
-// target as the reply source, so no unrelated flow is touched. TCP is left alone: its
-// connections end by themselves and new ones follow the new ruleset.
+// A UDP (or SCTP) client that keeps sending keeps its conntrack entry, and with it the
+// destination chosen by its first packet. So natctl deletes such entries after an apply
+// (as kube-proxy, Docker and the CNI hostport plugin do), matched narrowly:
+//   - a mapping that moved or went away: the host port the client dialled and the old target
+//     as the reply source, so the next datagram follows the new ruleset;
+//   - a mapping that was added (or changed): flows whose original destination is the new host
+//     port on a local address (the host IP, or every local address of the family for a
+//     wildcard), so a client already talking to the host's own service on that port reaches
+//     the workload from its next datagram on.
+// No unrelated flow is touched (a flow to a remote server's port 53 has a remote original
+// destination). TCP is left alone: its connections end by themselves and new ones follow the
+// new ruleset.
 import type { Runner } from '../backends/exec.js';
 import { diffModels } from '../model/diff.js';
+import { isLoopback } from '../config/addr.js';
 import type { Mapping, Model } from '../model/model.js';
+import { openHostNetwork } from './network.js';
 
 /** More ports than this in one mapping are not walked one by one. */
 const maxPortsPerMapping = 1024;
@@ -15,23 +23,41 @@ export interface StaleFlowFilter {
   family: 4 | 6;
   proto: 'udp' | 'sctp';
   port: number;
+  /** The original destination address (--orig-dst). */
   hostIp?: string;
-  replySource: string;
+  /** The reply source, i.e. the DNAT target the flow went to (--reply-src). */
+  replySource?: string;
 }
 
-export function staleFlowFilters(before: Model | undefined, after: Model): { filters: StaleFlowFilter[]; skipped: string[] } {
+export interface LocalAddress {
+  family: 4 | 6;
+  address: string;
+}
+
+const flowPorts = (mapping: Mapping): number[] => {
+  const ports: number[] = [];
+  for (let port = mapping.hostPorts.from; port <= mapping.hostPorts.to; port++) ports.push(port);
+  return ports;
+};
+
+/**
+ * The flows to clear between two models. `local`: the host's addresses, for mappings added
+ * without a host IP (not needed, and may be empty, when no such mapping was added).
+ */
+export function staleFlowFilters(before: Model | undefined, after: Model, local: LocalAddress[] = []): { filters: StaleFlowFilter[]; skipped: string[] } {
   const filters: StaleFlowFilter[] = [];
   const skipped: string[] = [];
+  const changes = diffModels(before, after).changes.filter((c) => c.kind === 'mapping');
+  const datagram = (m: Mapping): m is Mapping & { proto: 'udp' | 'sctp' } => m.proto === 'udp' || m.proto === 'sctp';
+  const tooWide = (m: Mapping): boolean => {
+    if (m.hostPorts.to - m.hostPorts.from + 1 <= maxPortsPerMapping) return false;
+    if (!skipped.includes(m.name)) skipped.push(m.name);
+    return true;
+  };
   // Mappings that changed or went away: exactly what a plan calls ~ and -.
-  const gone = diffModels(before, after).changes.flatMap((c) => (c.kind === 'mapping' && c.op !== 'add' ? [c.before as Mapping] : []));
-  for (const mapping of gone) {
-    if (mapping.proto !== 'udp' && mapping.proto !== 'sctp') continue;
-    const count = mapping.hostPorts.to - mapping.hostPorts.from + 1;
-    if (count > maxPortsPerMapping) {
-      skipped.push(mapping.name);
-      continue;
-    }
-    for (let port = mapping.hostPorts.from; port <= mapping.hostPorts.to; port++) {
+  for (const mapping of changes.flatMap((c) => (c.op !== 'add' ? [c.before as Mapping] : []))) {
+    if (!datagram(mapping) || tooWide(mapping)) continue;
+    for (const port of flowPorts(mapping)) {
       for (const target of mapping.targets) {
         const filter: StaleFlowFilter = { family: mapping.family, proto: mapping.proto, port, replySource: target.addr };
         if (mapping.hostIp !== undefined) filter.hostIp = mapping.hostIp;
@@ -39,18 +65,48 @@ export function staleFlowFilters(before: Model | undefined, after: Model): { fil
       }
     }
   }
+  // Mappings that were added or changed (+ and ~): flows to the host port that the new DNAT
+  // would now catch. A wildcard mapping never captures loopback (docs/ruleset.md).
+  for (const mapping of changes.flatMap((c) => (c.op !== 'remove' ? [c.after as Mapping] : []))) {
+    if (!datagram(mapping) || tooWide(mapping)) continue;
+    const destinations = mapping.hostIp !== undefined
+      ? [mapping.hostIp]
+      : [...new Set(local.filter((a) => a.family === mapping.family && !isLoopback(a.address)).map((a) => a.address))];
+    for (const port of flowPorts(mapping)) {
+      for (const hostIp of destinations) filters.push({ family: mapping.family, proto: mapping.proto, port, hostIp });
+    }
+  }
   return { filters, skipped };
 }
 
 export function conntrackArgs(filter: StaleFlowFilter): string[] {
-  const args = ['-D', '-f', filter.family === 4 ? 'ipv4' : 'ipv6', '-p', filter.proto, '--orig-port-dst', String(filter.port), '--reply-src', filter.replySource];
+  const args = ['-D', '-f', filter.family === 4 ? 'ipv4' : 'ipv6', '-p', filter.proto, '--orig-port-dst', String(filter.port)];
+  if (filter.replySource !== undefined) args.push('--reply-src', filter.replySource);
   if (filter.hostIp !== undefined) args.push('--orig-dst', filter.hostIp);
   return args;
 }
 
-/** Deletes stale flows of mappings that changed or went away; returns warnings, never throws. */
+/** The host's addresses, read only when an added datagram mapping has no host IP. */
+async function localAddresses(runner: Runner, before: Model | undefined, after: Model): Promise<LocalAddress[]> {
+  const needed = diffModels(before, after).changes.some((c) => c.kind === 'mapping' && c.op !== 'remove' && (c.after as Mapping).proto !== 'tcp' && (c.after as Mapping).hostIp === undefined);
+  if (!needed) return [];
+  const host = await openHostNetwork(runner);
+  try {
+    return (await host.addresses()).map((a) => ({ family: a.family, address: a.address }));
+  } finally {
+    host.close();
+  }
+}
+
+/** Deletes flows that an apply redirects (see the top of this file); returns warnings, never throws. */
 export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model): Promise<string[]> {
-  const { filters, skipped } = staleFlowFilters(before, after);
+  let local: LocalAddress[] = [];
+  try {
+    local = await localAddresses(runner, before, after);
+  } catch (error) {
+    return [`the host's addresses could not be read (${(error as Error).message}); existing UDP/SCTP flows to new mappings were not cleared`];
+  }
+  const { filters, skipped } = staleFlowFilters(before, after, local);
   const warnings = skipped.map((name) => `mapping ${name}: more than ${maxPortsPerMapping} ports; its existing UDP/SCTP flows were not cleared (they expire on their own)`);
   for (const filter of filters) {
     try {
