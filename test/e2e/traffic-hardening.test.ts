@@ -79,7 +79,7 @@ describe.runIf(enabled)('items 2, 3 and 5: unspecified host IPs, target-port blo
     await box.create();
     await box.serve(box.c1, 'c1', { tcp: [80, 443], udp: [53] });
     await box.serve(box.ext, 'ext', { tcp: [443, 7000] });
-    await box.serve(box.host, 'host', { tcp: [8080, 8081, 8082], udp: [5300] });
+    await box.serve(box.host, 'host', { tcp: [8080, 8081, 8082], udp: [5300, 5301] });
   });
   afterAll(() => box.destroy());
 
@@ -118,17 +118,24 @@ describe.runIf(enabled)('items 2, 3 and 5: unspecified host IPs, target-port blo
     expect(await box.connect(box.ext, 'udp', addr.hostUp, 5300, { sport: 41000 })).toBe(`host ${addr.ext} 5300`);
     expect(await box.connect(box.ext, 'udp', addr.hostLocalA, 5300, { sport: 41001 })).toBe(`host ${addr.ext} 5300`);
     expect(await box.connect(box.ext, 'udp', addr.hostLocalB, 5300, { sport: 41002 })).toBe(`host ${addr.ext} 5300`);
+    expect(await box.connect(box.ext, 'udp', addr.hostUp6, 5300, { sport: 41004 })).toBe(`host ${addr.ext6} 5300`);
     await apply(box, 'udp.json', { ...none, mappings: [
       { name: 'dns', proto: 'udp', hostPort: 5300, target: `${addr.c1}:53` },
+      { name: 'dns6', proto: 'udp', hostPort: 5300, target: `[${addr.c1v6}]:53` },
     ] });
     expect(await box.connect(box.ext, 'udp', addr.hostUp, 5300, { sport: 41000 })).toBe(`c1 ${addr.ext} 53`);
     expect(await box.connect(box.ext, 'udp', addr.hostLocalA, 5300, { sport: 41001 })).toBe(`c1 ${addr.ext} 53`);
+    expect(await box.connect(box.ext, 'udp', addr.hostUp6, 5300, { sport: 41004 })).toBe(`c1 ${addr.ext6} 53`);
     // A host-IP binding clears flows to that address only.
+    expect(await box.connect(box.ext, 'udp', addr.hostLocalB, 5301, { sport: 41003 })).toBe(`host ${addr.ext} 5301`);
+    expect(await box.connect(box.ext, 'udp', addr.hostLocalA, 5301, { sport: 41005 })).toBe(`host ${addr.ext} 5301`);
     await apply(box, 'udp-bound.json', { ...none, mappings: [
       { name: 'dns', proto: 'udp', hostPort: 5300, target: `${addr.c1}:53` },
+      { name: 'dns6', proto: 'udp', hostPort: 5300, target: `[${addr.c1v6}]:53` },
       { name: 'dns-b', proto: 'udp', hostIp: addr.hostLocalB, hostPort: 5301, target: `${addr.c1}:53` },
     ] });
     expect(await box.connect(box.ext, 'udp', addr.hostLocalB, 5301, { sport: 41003 })).toBe(`c1 ${addr.ext} 53`);
+    expect(await box.connect(box.ext, 'udp', addr.hostLocalA, 5301, { sport: 41005 })).toBe(`host ${addr.ext} 5301`);
   });
 });
 
