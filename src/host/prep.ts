@@ -108,7 +108,7 @@ const key = (name: string): string => `net/ipv4/conf/${name}/route_localnet`;
  * it had before. The earlier value is written down before the sysctl changes, so a crash in
  * between leaves a record, never a change without one.
  */
-async function routeLocalnet(runner: Runner, needed: string[], stateDir: string | undefined): Promise<string[]> {
+export async function routeLocalnet(runner: Runner, needed: string[], stateDir: string | undefined): Promise<string[]> {
   const warnings: string[] = [];
   const saved = await readSaved(stateDir);
   let dirty = false;
