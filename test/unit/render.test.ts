@@ -99,12 +99,14 @@ describe('nft compiler', () => {
       { name: 'a', hostPort: '8000-8009', target: '198.18.0.2:9000-9009', allow: ['198.19.0.2/32'] },
       { name: 'b', hostPort: 8100, target: '198.18.0.2:9005' },
       { name: 'c', hostPort: 8101, target: '198.18.0.2:9009', allow: ['198.19.0.3/32'] },
+      { name: 'e', hostPort: '8200-8201', target: '198.18.0.2:9006-9007' },
     ] });
     const direct = document.nftables.flatMap((c) => ('add' in c && 'map' in c.add && c.add.map.name === 'direct4' ? c.add.map.elem ?? [] : []));
     expect(direct.map(([key, verdict]) => `${JSON.stringify((key as { concat: unknown[] }).concat[2])} ${JSON.stringify(verdict)}`)).toEqual([
       '{"range":[9000,9004]} {"jump":{"target":"d-0"}}',
-      '9005 {"accept":null}',
-      '{"range":[9006,9008]} {"jump":{"target":"d-0"}}',
+      // b (9005) and e (9006-9007) open their ports to everyone: one element.
+      '{"range":[9005,9007]} {"accept":null}',
+      '9008 {"jump":{"target":"d-0"}}',
       '9009 {"jump":{"target":"d-1"}}',
     ]);
   });

@@ -166,7 +166,7 @@ function renderMapping(batch: Batch, mapping: Mapping): void {
   batch.rule(forward, guard, comment);
   if (mapping.allow.length) {
     // Judged on the connection's original source, so replies to an allowed client pass too.
-    batch.rule(forward, [match(ct('saddr', { family: ipProto(mapping.family), dir: 'original' }), set(mapping.allow.map(cidrValue)), '!='), drop()]);
+    batch.rule(forward, [match(ct('saddr', { family: ipProto(mapping.family), dir: 'original' }), oneOrSet(mapping.allow.map(cidrValue)), '!='), drop()]);
   }
   batch.rule(forward, [accept()]);
 
@@ -180,7 +180,7 @@ function renderBlock(batch: Batch, rule: BlockRule, routed: Network[]): void {
   batch.chain(chain);
   for (const family of [4, 6] as const) {
     const except = rule.except.filter((c) => c.family === family);
-    if (except.length) batch.rule(chain, [match(ct('saddr', { family: ipProto(family), dir: 'original' }), set(except.map(cidrValue))), ret()]);
+    if (except.length) batch.rule(chain, [match(ct('saddr', { family: ipProto(family), dir: 'original' }), oneOrSet(except.map(cidrValue))), ret()]);
   }
   batch.rule(chain, [counter(), drop()], `natctl block ${rule.name}`);
   const port = portValue(rule.ports);
@@ -291,6 +291,14 @@ function renderDirect(batch: Batch, model: Model): void {
   const chains = new Map<string, string>();
   for (const entries of groups.values()) {
     const cuts = [...new Set(entries.flatMap((e) => [e.from, e.to + 1]))].sort((a, b) => a - b);
+    // Adjacent segments with the same verdict are emitted as one element.
+    let pending: { from: number; to: number; verdict: NftStatement; key: NftValue[] } | undefined;
+    const flush = (): void => {
+      if (!pending) return;
+      const [addr, proto] = pending.key;
+      batch.element(directMap(entries[0]?.family ?? 4), [concat(addr ?? '', proto ?? '', pending.from === pending.to ? pending.from : range(pending.from, pending.to)), pending.verdict]);
+      pending = undefined;
+    };
     for (let i = 0; i + 1 < cuts.length; i++) {
       const from = cuts[i] as number;
       const to = (cuts[i + 1] as number) - 1;
@@ -310,13 +318,19 @@ function renderDirect(batch: Batch, model: Model): void {
           chains.set(signature, chain);
           batch.chain(chain);
           // The mapping's allow-list, judged as in f-NAME: a direct route is no way around it.
-          batch.rule(chain, [match(payload(ipProto(first.family), 'saddr'), set(allow.map(cidrValue)), '!='), drop()], `natctl direct ${names}`);
+          batch.rule(chain, [match(payload(ipProto(first.family), 'saddr'), oneOrSet(allow.map(cidrValue)), '!='), drop()], `natctl direct ${names}`);
           batch.rule(chain, [accept()]);
         }
         verdict = jump(chain);
       }
-      batch.element(directMap(first.family), [concat(first.addr, first.proto, from === to ? from : range(from, to)), verdict]);
+      if (pending && pending.to + 1 === from && JSON.stringify(pending.verdict) === JSON.stringify(verdict)) {
+        pending.to = to;
+      } else {
+        flush();
+        pending = { from, to, verdict, key: [first.addr, first.proto] };
+      }
     }
+    flush();
   }
 }
 
@@ -337,7 +351,8 @@ function renderGuard(batch: Batch, model: Model): void {
     // 127.0.0.1 via its gateway would reach every host service bound to loopback.
     add([match(meta('iifname'), 'lo', '!='), match(payload('ip', 'daddr'), prefix('127.0.0.0', 8)), drop()], 'natctl loopback only from lo');
   }
-  const unreplied = match(ct('state'), set(['new', 'invalid', 'untracked']), 'in');
+  // Written as nft lists it back (`==`, sorted), so a read-back compares equal.
+  const unreplied = match(ct('state'), set(['invalid', 'new', 'untracked']));
   for (const network of model.networks) {
     if (network.gatewayMode === 'nat-unprotected') continue;
     for (const subnet of network.subnets) {
@@ -385,7 +400,7 @@ export function renderNftDocument(model: Model): NftDocument {
   forwardDispatch(batch);
   for (const network of model.networks) {
     batch.rule('forward', [match(meta('iifname'), network.name), accept()], `natctl egress ${network.name}`);
-    batch.rule('forward', [match(meta('oifname'), network.name), match(ct('state'), set(['established', 'related']), 'in'), accept()], `natctl replies ${network.name}`);
+    batch.rule('forward', [match(meta('oifname'), network.name), match(ct('state'), set(['established', 'related'])), accept()], `natctl replies ${network.name}`);
   }
 
   for (const rule of model.block) renderBlock(batch, rule, model.networks);
