@@ -122,6 +122,9 @@ async function interfaces(ctx: DoctorContext, host: HostNetwork): Promise<CheckR
       const off = ports.filter((p) => p.hairpin !== true).map((p) => p.name);
       if (off.length) out.push(result(`hairpin ${network.name}`, 'warn', `hairpin mode is off on ${off.join(', ')}: those workloads cannot reach their own published ports through the host address`, `natctl apply turns it on; or: bridge link set dev ${off[0]} hairpin on`));
       else if (ports.length) out.push(result(`hairpin ${network.name}`, 'pass', `hairpin mode is on for all ${ports.length} port(s)`));
+    } else {
+      const on = links.filter((l) => l.master === network.name && l.hairpin === true).map((p) => p.name);
+      if (on.length) out.push(result(`hairpin ${network.name}`, 'warn', `hairpin mode is on on ${on.join(', ')} although the network says hairpin: false`, `natctl apply turns it off; or: bridge link set dev ${on[0]} hairpin off`));
     }
   }
   return out;
