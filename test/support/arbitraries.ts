@@ -6,8 +6,23 @@ const octet = fc.integer({ min: 2, max: 254 });
 const v4 = fc.tuple(fc.integer({ min: 0, max: 1 }), octet).map(([third, last]) => `198.18.${third}.${last}`);
 const v6 = fc.integer({ min: 2, max: 0xfffe }).map((n) => `fd00:18::${n.toString(16)}`);
 const name = fc.stringMatching(/^[a-z][a-z0-9_.-]{0,20}$/);
-/** Interface names the kernel accepts, including characters that are special in nft's text syntax. */
-export const interfaceName = fc.stringMatching(/^[a-z][a-z0-9;{}$()#@!&*+=-]{0,14}$/).filter((s) => s.length <= 15);
+/**
+ * Interface names natctl accepts, including characters that are special in nft's text syntax
+ * outside quotes, nft keywords and multi-byte names (at most 15 bytes).
+ */
+export const interfaceName = fc
+  .oneof(
+    fc.stringMatching(/^[a-z][a-z0-9;{}()#!&+=,<>?|~^[\]-]{0,14}$/),
+    fc.constantFrom('drop', 'tcp', 'counter', 'accept', 'meta', 'ip', 'jump', 'map', 'table', 'comment', 'é-br', 'ééééééé', 'br.10', '-x', '0'),
+  )
+  .filter((s) => Buffer.byteLength(s) <= 15);
+
+/** Any short string, valid as an interface name or not: natctl must accept it safely or refuse it. */
+export const anyInterfaceName = fc.oneof(
+  interfaceName,
+  fc.string({ unit: 'binary', minLength: 0, maxLength: 17 }),
+  fc.stringMatching(/^[a-z0-9;{}$()#@!&*+=%:/'"`\\ .-]{0,16}$/),
+);
 
 interface MappingShape {
   proto: 'tcp' | 'udp' | 'sctp';

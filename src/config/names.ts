@@ -1,0 +1,34 @@
+// Interface names as they reach the kernel and nft (docs/config.md, "Interface names").
+// The kernel (dev_valid_name, dev_get_valid_name) takes 1-15 bytes (IFNAMSIZ 16 with the NUL),
+// not "." or "..", and refuses "/", ":", whitespace by its own ctype table (which counts byte
+// 0xA0 as a space, so "à" = C3 A0 is refused) and "%" (a name with "%" is a template such as
+// "eth%d" that the kernel fills in). nft interprets some characters even inside a quoted string:
+// a trailing "*" is a wildcard ("lab*" matches lab0), a leading "@" a set reference, "$" a
+// variable, "\" an escape, and a quote ends the string. natctl refuses all of these, plus
+// control characters and any Unicode space, so a name means the one interface it spells.
+
+/** Characters refused anywhere in an interface name (besides control characters and spaces). */
+const refusedChars = /[/:%*@$"'`\\]/;
+// eslint-disable-next-line no-control-regex
+const controlChars = /[\u0000-\u001f\u007f-\u009f]/;
+
+/** What the kernel and nft accept as an interface name, character by character (bytes are counted separately). */
+export const interfaceNamePattern = /^(?!\.{1,2}$)[^\s/:%*@$"'`\\\u0000-\u001f\u007f-\u009f]{1,15}$/;
+
+export const maxInterfaceNameBytes = 15;
+
+/** Why `name` cannot be an interface name, or undefined when it can. */
+export function interfaceNameProblem(name: string): string | undefined {
+  if (name.length === 0) return 'is empty; an interface name has 1-15 bytes';
+  const bytes = Buffer.from(name, 'utf8');
+  if (bytes.length > maxInterfaceNameBytes) return `is ${bytes.length} bytes long; the kernel allows at most ${maxInterfaceNameBytes} bytes (IFNAMSIZ 16 with the terminating NUL)`;
+  if (name === '.' || name === '..') return 'is "." or "..", which the kernel refuses as an interface name';
+  if (/\s/.test(name) || bytes.includes(0xa0)) return 'contains whitespace (the kernel also counts byte 0xA0, as in "à", as a space)';
+  if (controlChars.test(name)) return 'contains a control character';
+  const refused = refusedChars.exec(name)?.[0];
+  if (refused !== undefined) {
+    const why = refused === '/' || refused === ':' || refused === '%' ? 'the kernel refuses it in interface names' : 'nft would interpret it (wildcard, set reference, variable, escape or quote)';
+    return `contains ${JSON.stringify(refused)}: ${why}`;
+  }
+  return undefined;
+}
