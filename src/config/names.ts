@@ -4,8 +4,9 @@
 // 0xA0 as a space, so "à" = C3 A0 is refused) and "%" (a name with "%" is a template such as
 // "eth%d" that the kernel fills in). nft interprets some characters even inside a quoted string:
 // a trailing "*" is a wildcard ("lab*" matches lab0), a leading "@" a set reference, "$" a
-// variable, "\" an escape, and a quote ends the string. natctl refuses all of these, plus
-// control characters and any Unicode space, so a name means the one interface it spells.
+// variable, "\" an escape, and a quote ends the string; its JSON parser reads a few protocol
+// words as constants anywhere. natctl refuses all of these, plus control characters and any
+// Unicode space, so a name means the one interface it spells.
 
 /** Characters refused anywhere in an interface name (besides control characters and spaces). */
 const refusedChars = /[/:%*@$"'`\\]/;
@@ -16,6 +17,14 @@ const controlChars = /[\u0000-\u001f\u007f-\u009f]/;
 export const interfaceNamePattern = /^(?!\.{1,2}$)[^\s/:%*@$"'`\\\u0000-\u001f\u007f-\u009f]{1,15}$/;
 
 export const maxInterfaceNameBytes = 15;
+
+/**
+ * Words nft 1.0.6's JSON parser turns into constants wherever a string appears (parser_json.c,
+ * is_constant): `iifname "tcp"` in a JSON batch is a datatype error ("expression has type
+ * Internet protocol"), and nft's own JSON listing of such a rule cannot be loaded back. natctl
+ * loads JSON, so these names could never be applied.
+ */
+export const nftJsonConstants: readonly string[] = ['tcp', 'udp', 'udplite', 'esp', 'ah', 'icmp', 'icmpv6', 'comp', 'dccp', 'sctp', 'redirect'];
 
 /** Why `name` cannot be an interface name, or undefined when it can. */
 export function interfaceNameProblem(name: string): string | undefined {
@@ -30,5 +39,6 @@ export function interfaceNameProblem(name: string): string | undefined {
     const why = refused === '/' || refused === ':' || refused === '%' ? 'the kernel refuses it in interface names' : 'nft would interpret it (wildcard, set reference, variable, escape or quote)';
     return `contains ${JSON.stringify(refused)}: ${why}`;
   }
+  if (nftJsonConstants.includes(name)) return `is a word nft's JSON parser reads as a protocol constant (${nftJsonConstants.join(', ')}), so no ruleset could match an interface of that name`;
   return undefined;
 }

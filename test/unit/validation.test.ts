@@ -70,6 +70,8 @@ describe('config validation', () => {
     ['..', '"." or ".."'],
     ['', 'empty'],
     ['a\u0001b', 'control character'],
+    ['tcp', 'protocol constant'],
+    ['udp', 'protocol constant'],
   ])('refuses the interface name %j (%s), in networks, snat and outInterface', (name, reason) => {
     for (const [extra, path] of [
       [{ networks: [{ name, subnets: ['198.18.0.0/24'] }] }, 'networks[0].name'],
@@ -82,7 +84,7 @@ describe('config validation', () => {
     }
   });
 
-  it.each(['drop', 'tcp', 'counter', 'ééééééé', 'br-0.10', 'x;{}#', '-x'])('accepts the interface name %j', (name) => {
+  it.each(['drop', 'counter', 'accept', 'ip', 'ééééééé', 'br-0.10', 'x;{}#', '-x'])('accepts the interface name %j', (name) => {
     expect(() => buildModel(parseConfigObject({ version: 1, networks: [{ name, subnets: ['198.18.0.0/24'] }] }))).not.toThrow();
   });
 
