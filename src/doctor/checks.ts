@@ -7,6 +7,7 @@ import { formatPortRange, rangesOverlap } from '../config/ports.js';
 import type { Model } from '../model/model.js';
 import { nativeBindingStatus } from '../backends/native.js';
 import { type HostNetwork, openHostNetwork } from '../host/network.js';
+import { localCheckResults } from '../host/local-checks.js';
 import { tableName } from '../backends/nft/render.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'info';
@@ -219,6 +220,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<CheckResult[]> {
   } finally {
     host.close();
   }
+  if (ctx.model) results.push(...(await localCheckResults(ctx.runner, ctx.model)));
   const ruleset = await listRuleset(ctx);
   results.push(...(await forwardDrops(ctx, ruleset)), ...(await foreignDnat(ctx, ruleset)), native());
   return results;
