@@ -1,6 +1,6 @@
 // Host settings the ruleset depends on, applied inside the managed namespace: hairpin mode
 // on the bridge ports of networks with hairpin (a DNATed frame must be allowed back out of
-// the port it came in on, DESIGN §6), and route_localnet where a loopback host IP is published.
+// the port it came in on, docs/kernel-facts.md), and route_localnet where a loopback host IP is published.
 import type { Runner } from '../backends/exec.js';
 import { type Model, loopbackNetworks } from '../model/model.js';
 import { openHostNetwork } from './network.js';

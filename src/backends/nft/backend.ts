@@ -11,7 +11,7 @@ import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './ren
 
 export interface NftBackendOptions {
   runner: Runner;
-  /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
+  /** Path of the nft binary; docs/contract.md §4: NATCTL_NFT, else `nft` on PATH. */
   nftPath?: string;
   /** Where batch files are written (default: the system temp dir). */
   tempDir?: string;
@@ -22,7 +22,7 @@ function kernelMessage(stderr: string): string {
   return stderr.split('\n').filter((line) => /error|warning/i.test(line)).slice(0, 5).join('\n') || stderr.slice(0, 500);
 }
 
-/** DESIGN §4: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
+/** docs/contract.md §4: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
 export function nftBinary(explicit?: string): string {
   return explicit ?? process.env.NATCTL_NFT ?? 'nft';
 }
