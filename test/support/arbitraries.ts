@@ -6,7 +6,7 @@ import { nftJsonConstants } from '../../src/config/names.js';
 const octet = fc.integer({ min: 2, max: 254 });
 const v4 = fc.tuple(fc.integer({ min: 0, max: 1 }), octet).map(([third, last]) => `198.18.${third}.${last}`);
 const v6 = fc.integer({ min: 2, max: 0xfffe }).map((n) => `fd00:18::${n.toString(16)}`);
-const name = fc.stringMatching(/^[a-z][a-z0-9_.-]{0,20}$/);
+const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,20}$/);
 /**
  * Interface names natctl accepts, including characters that are special in nft's text syntax
  * outside quotes, nft keywords and multi-byte names (at most 15 bytes).

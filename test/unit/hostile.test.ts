@@ -83,6 +83,35 @@ describe('hostile input', () => {
     }), { numRuns: 300 });
   });
 
+  it('mapping, snat and block names that reach chain names and comments cannot inject syntax either', () => {
+    // Same construction: refused at the name's field, or exactly the placeholder's rendering.
+    const placeholder = 'objplaceholder0';
+    const render = (name: string): string => {
+      const config = {
+        version: 1,
+        networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'] }],
+        mappings: [{ name, hostPort: 80, targets: ['198.18.0.2', '198.18.0.3'], allow: ['198.19.0.0/24'] }],
+        snat: [{ name, source: '198.18.0.0/24', masquerade: true }],
+        block: [{ name, hostPort: 80 }],
+      };
+      return documentToText(renderNftDocument(buildModel(parseConfigObject(config))));
+    };
+    const reference = render(placeholder);
+    // Outside quotes the placeholder only appears inside chain names with a fixed prefix.
+    for (const match of reference.replace(/"[^"\n]*"/g, '""').matchAll(new RegExp(`\\S*${placeholder}\\S*`, 'g'))) {
+      expect(match[0]).toMatch(new RegExp(`^[mftb]-${placeholder}(-\\d+)?,?$`));
+    }
+    fc.assert(fc.property(fc.oneof(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/), fc.string({ maxLength: 50 }), fc.constantFrom('tcp', 'drop', '1', '1.2.3.4', 'a;b', 'a"b', '@x', 'a b')), (name) => {
+      const result = outcome(() => render(name));
+      if (result !== 'ok') {
+        expect(result.problems.map((p) => p.path)).toEqual(expect.arrayContaining(['mappings[0].name', 'snat[0].name', 'block[0].name']));
+        return;
+      }
+      expect(name).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/);
+      expect(render(name)).toBe(reference.split(placeholder).join(name));
+    }), { numRuns: 300 });
+  });
+
   describe('abusive files', () => {
     let dir = '';
     beforeAll(async () => {
