@@ -34,6 +34,8 @@ export function interfaceNameProblem(name: string): string | undefined {
   if (name === '.' || name === '..') return 'is "." or "..", which the kernel refuses as an interface name';
   if (/\s/.test(name) || bytes.includes(0xa0)) return 'contains whitespace (the kernel also counts byte 0xA0, as in "à", as a space)';
   if (controlChars.test(name)) return 'contains a control character';
+  // A JSON escape such as "\ud800" gives half a character, which has no UTF-8 bytes at all.
+  if (/\p{Surrogate}/u.test(name)) return 'contains an unpaired surrogate (not a character; no UTF-8 encoding)';
   const refused = refusedChars.exec(name)?.[0];
   if (refused !== undefined) {
     const why = refused === '/' || refused === ':' || refused === '%' ? 'the kernel refuses it in interface names' : 'nft would interpret it (wildcard, set reference, variable, escape or quote)';

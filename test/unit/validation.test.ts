@@ -70,6 +70,7 @@ describe('config validation', () => {
     ['..', '"." or ".."'],
     ['', 'empty'],
     ['a\u0001b', 'control character'],
+    ['a\ud800', 'unpaired surrogate'],
     ['tcp', 'protocol constant'],
     ['udp', 'protocol constant'],
   ])('refuses the interface name %j (%s), in networks, snat and outInterface', (name, reason) => {
