@@ -48,7 +48,7 @@ describe.runIf(enabled)('hostile input on a real kernel', () => {
       const text = await nftCheck(textFile, false);
       expect(text.exitCode, `${JSON.stringify(config)}\n${text.stderr}`).toBe(0);
     }
-  });
+  }, 300_000);
 
   it('interface names that are nft keywords give rulesets nft -c accepts, as text and JSON; names nft would interpret exit 2', async () => {
     const cli = (args: string[]) => execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', netns, '--state-dir', join(dir, 'names-state'), ...args], { reject: false });
@@ -82,7 +82,7 @@ describe.runIf(enabled)('hostile input on a real kernel', () => {
       expect(String(result.stderr)).toContain('networks[0].name');
     }
     expect(String((await execa('ip', ['netns', 'exec', netns, 'nft', 'list', 'ruleset'])).stdout)).toBe(before);
-  });
+  }, 300_000);
 
   it('apply loads and verifies every sampled valid config: no false alarm from verification', async () => {
     const samples = fc.sample(validConfig, { numRuns: 15, seed: 99 });
@@ -94,7 +94,7 @@ describe.runIf(enabled)('hostile input on a real kernel', () => {
       expect(result.exitCode, `${JSON.stringify(config)}\n${String(result.stderr)}`).toBe(0);
     }
     expect((await cli(['flush'])).exitCode).toBe(0);
-  });
+  }, 300_000);
 
   it('invalid configs exit 2 naming the path, with no stack trace, and never touch the kernel', async () => {
     const good = join(dir, 'good.json');
@@ -119,5 +119,5 @@ describe.runIf(enabled)('hostile input on a real kernel', () => {
       expect(String(result.stderr)).not.toMatch(/\n\s+at /);
     }
     expect(String((await execa('ip', ['netns', 'exec', netns, 'nft', 'list', 'ruleset'])).stdout)).toBe(ruleset);
-  });
+  }, 300_000);
 });

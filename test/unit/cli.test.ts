@@ -103,7 +103,7 @@ describe('natctl CLI', () => {
     expect(backend.error.message).toContain('bogus');
     const nft = JSON.parse(String((await run(['render', '-f', good, '--format', 'nft', '--json'])).stdout));
     expect(nft.ruleset).toMatch(/^table inet natctl \{/);
-  });
+  }, 180_000);
 
   it('exits 2 with usage when run without a command', async () => {
     const result = await run([]);
