@@ -19,30 +19,42 @@ const childPath = (frame: Frame | undefined, key: string | number): string => {
   return frame.path ? `${frame.path}.${key}` : key;
 };
 
+const QUOTE = 0x22;
+const BACKSLASH = 0x5c;
+
 /** The first duplicate key of valid JSON `text`: its path and the key, or undefined. */
 export function findDuplicateJsonKey(text: string): { path: string; key: string } | undefined {
   const stack: Frame[] = [];
   let lastKey: string | number = 0;
   for (let i = 0; i < text.length; i++) {
-    const c = text[i];
+    const c = text.charCodeAt(i);
     const top = stack[stack.length - 1];
-    if (c === '"') {
+    if (c === QUOTE) {
       let end = i + 1;
-      while (text[end] !== '"') end += text[end] === '\\' ? 2 : 1;
+      let escaped = false;
+      for (let d = text.charCodeAt(end); d !== QUOTE; d = text.charCodeAt(end)) {
+        if (d === BACKSLASH) {
+          escaped = true;
+          end += 2;
+        } else end += 1;
+      }
       if (top?.kind === 'object' && top.expectKey) {
-        const key = JSON.parse(text.slice(i, end + 1)) as string;
+        // Keys are compared decoded: "a" and "\u0061" are the same key.
+        const key = escaped ? (JSON.parse(text.slice(i, end + 1)) as string) : text.slice(i + 1, end);
         if (top.keys.has(key)) return { path: top.path, key };
         top.keys.add(key);
         top.expectKey = false;
         lastKey = key;
       }
       i = end;
-    } else if (c === '{' || c === '[') {
+    } else if (c === 0x7b || c === 0x5b) {
+      // { or [
       const key = top?.kind === 'array' ? top.index : lastKey;
-      stack.push({ kind: c === '{' ? 'object' : 'array', path: childPath(top, key), keys: new Set(), index: 0, expectKey: c === '{' });
-    } else if (c === '}' || c === ']') {
+      stack.push({ kind: c === 0x7b ? 'object' : 'array', path: childPath(top, key), keys: new Set(), index: 0, expectKey: c === 0x7b });
+    } else if (c === 0x7d || c === 0x5d) {
       stack.pop();
-    } else if (c === ',' && top) {
+    } else if (c === 0x2c && top) {
+      // ,
       if (top.kind === 'object') top.expectKey = true;
       else top.index++;
     }
