@@ -1,4 +1,6 @@
+import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
+import { findDuplicateJsonKey } from '../../src/config/json-keys.js';
 import { parseConfigObject, parseConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { buildModel } from '../../src/model/build.js';
@@ -140,6 +142,16 @@ describe('config validation', () => {
     expect(() => parseConfigText('{"version": 1, "networks": [{"name": "a\\"b", "subnets": [], "\\u006eame": "x"}]}')).toThrow(/duplicate key "name" in networks\[0\]/);
     // Equal keys in different objects, and key-like strings in values, are fine.
     expect(parseConfigText('{"version": 1, "mappings": [{"name": "hostPort", "hostPort": 80, "target": "198.18.0.2"}, {"hostPort": 81, "target": "198.18.0.3"}]}').mappings).toHaveLength(2);
+  });
+
+  it('the duplicate-key scan never fires on JSON without duplicates, and finds an injected one where it is', () => {
+    fc.assert(fc.property(fc.jsonValue(), fc.string({ maxLength: 8 }), (value, key) => {
+      const json = JSON.stringify(value);
+      expect(findDuplicateJsonKey(json)).toBeUndefined();
+      const k = JSON.stringify(key);
+      expect(findDuplicateJsonKey(`{${k}:${json},${k}:0}`)).toEqual({ path: '', key });
+      expect(findDuplicateJsonKey(`[${json},{"x":{${k}:${json},${k}:${json}}}]`)).toEqual({ path: '[1].x', key });
+    }), { numRuns: 300 });
   });
 
   it('rejects two mappings that claim the same host address, protocol and port', () => {
