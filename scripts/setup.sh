@@ -1,13 +1,10 @@
 #!/usr/bin/env bash
 # Installs everything natctl, its tests and its demo need on a fresh Debian 12 / Ubuntu 24.04
-# host, then builds natctl. Run as root from the repository. Safe to run again.
+# host, then builds natctl. Needs root (as root, or through sudo when installed). Safe to run again.
 set -euo pipefail
+# shellcheck source=scripts/as-root.sh
+source "$(dirname "$0")/as-root.sh"
 cd "$(dirname "$0")/.."
-
-if [ "$(id -u)" -ne 0 ]; then
-  echo "setup: run as root (it installs system packages): sudo $0" >&2
-  exit 3
-fi
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(nftables iptables iproute2 conntrack curl procps kmod ca-certificates)

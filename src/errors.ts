@@ -1,5 +1,5 @@
 // Every error natctl raises on purpose, in one place. Each carries the CLI exit code
-// that DESIGN §4 binds to it, so the CLI never has to guess.
+// that docs/contract.md §4 binds to it, so the CLI never has to guess.
 
 export const ExitCode = {
   ok: 0,
@@ -71,14 +71,19 @@ export class RollbackError extends NatctlError {
   readonly exitCode = ExitCode.rollbackFailed;
 }
 
-/** A backend command failed; carries what the command said. */
-export class BackendCommandError extends Error {
+/**
+ * A backend command (nft, iptables) failed outside an apply, e.g. while `status` reads or
+ * `flush` removes the table: the host's tooling or kernel refused, so exit 3 (environment).
+ * An apply catches it and reports an ApplyError or RollbackError instead.
+ * `commandExitCode` is the command's own exit status; `exitCode` is natctl's.
+ */
+export class BackendCommandError extends NatctlError {
+  readonly exitCode = ExitCode.environment;
   constructor(
     readonly command: string,
-    readonly exitCode: number | undefined,
+    readonly commandExitCode: number | undefined,
     readonly stderr: string,
   ) {
-    super(`${command} failed${exitCode === undefined ? '' : ` (exit ${exitCode})`}: ${stderr.trim() || 'no output'}`);
-    this.name = 'BackendCommandError';
+    super(`${command} failed${commandExitCode === undefined ? '' : ` (exit ${commandExitCode})`}: ${stderr.trim() || 'no output'}`);
   }
 }

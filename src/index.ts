@@ -26,7 +26,7 @@ import type { Config, ConfigInput } from './config/schema.js';
 import { parseConfigText } from './config/load.js';
 import type { NftDocument } from './backends/nft/json.js';
 
-/** DESIGN §5's parseConfig: YAML/JSON text, or an already-parsed value, to a validated config. */
+/** parseConfig of docs/contract.md §5: YAML/JSON text, or an already-parsed value, to a validated config. */
 export function parseConfig(input: string | ConfigInput | unknown): Config {
   return typeof input === 'string' ? parseConfigText(input) : parseConfigObject(input);
 }

@@ -1,4 +1,4 @@
-// Private temp files: nft cannot read a batch from a pipe when Node spawns it (DESIGN §6),
+// Private temp files: nft cannot read a batch from a pipe when Node spawns it (docs/kernel-facts.md),
 // so batches go through a 0600 file in a 0700 directory, removed on every path.
 import { mkdir, mkdtemp, readdir, rm, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';

@@ -1,12 +1,14 @@
 #!/usr/bin/env node
-// natctl's command line: parse flags, call the library, print, exit with DESIGN §4's codes.
+// natctl's command line: parse flags, call the library, print, exit with the codes of
+// docs/contract.md §4. With --json every run prints exactly one JSON document on stdout,
+// usage errors and help included.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
 import { documentToText } from '../backends/nft/text.js';
 import { loadConfigFile } from '../config/load.js';
 import { configJsonSchema } from '../config/schema.js';
 import { Controller, type ControllerOptions } from '../engine/controller.js';
-import { ConfigError, ExitCode, NatctlError, UsageError } from '../errors.js';
+import { ConfigError, EnvironmentError, ExitCode, NatctlError, UsageError } from '../errors.js';
 import { buildModel } from '../model/build.js';
 import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
 import type { NftDocument } from '../backends/nft/json.js';
@@ -54,8 +56,23 @@ function backendOption(): Option {
   return new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft', 'iptables-legacy']).default('auto');
 }
 
-export function buildProgram(setExit: (code: number) => void): Command {
-  const program = new Command('natctl')
+/** Where commander's own text (help, usage errors) goes: the terminal, or a buffer when --json. */
+export interface ProgramOutput {
+  json: boolean;
+  /** Text commander wrote while --json was on; printed inside the one JSON document. */
+  captured: { out: string; err: string };
+}
+
+export function buildProgram(setExit: (code: number) => void, output: ProgramOutput = { json: false, captured: { out: '', err: '' } }): Command {
+  const program = new Command('natctl');
+  // Set before any command is added: subcommands copy the parent's output settings.
+  if (output.json) {
+    program.configureOutput({
+      writeOut: (text) => void (output.captured.out += text),
+      writeErr: (text) => void (output.captured.err += text),
+    });
+  }
+  program
     .description('Docker-style port forwarding and NAT for Linux hosts, applied atomically with nftables')
     .version(version, '-V, --version')
     .option('--netns <name>', 'act inside the network namespace /run/netns/NAME')
@@ -100,11 +117,13 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description('print the ruleset a config compiles to (no kernel access, no root)')
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
-    .action(async (options: { file: string; format: string }) => {
+    .action(async (options: { file: string; format: string }, command: Command) => {
       const model = buildModel(await loadConfigFile(options.file));
       if (options.format === 'iptables') throw new UsageError('--format iptables needs the iptables-legacy backend, which this version does not include');
       const document: NftDocument = renderNftDocument(model);
-      print(options.format === 'nft' ? documentToText(document) : `${JSON.stringify(document, null, 2)}\n`);
+      if (options.format !== 'nft') print(`${JSON.stringify(document, null, 2)}\n`);
+      else if (globals(command).json) printJson({ format: 'nft', ruleset: documentToText(document) });
+      else print(documentToText(document));
     });
 
   program.command('status')
@@ -178,20 +197,41 @@ export function buildProgram(setExit: (code: number) => void): Command {
   return program;
 }
 
-function reportError(error: unknown, json: boolean): number {
+/** Errors from the operating system that mean "not allowed here" (e.g. the state dir as a non-root user). */
+function permissionError(error: unknown): EnvironmentError | undefined {
+  const errno = error as NodeJS.ErrnoException | undefined;
+  if (!(error instanceof Error) || !errno || !['EACCES', 'EPERM', 'EROFS'].includes(errno.code ?? '')) return undefined;
+  const where = errno.path ? ` ${errno.path}` : '';
+  const hint = errno.code === 'EROFS' ? 'it is on a read-only file system' : 'run as root (sudo natctl ...), or point --state-dir at a directory you own';
+  return new EnvironmentError(`permission denied: ${errno.syscall ?? 'access'}${where} (${errno.code}); ${hint}`, { cause: error });
+}
+
+function reportError(error: unknown, output: ProgramOutput): number {
+  const json = output.json;
   if (error instanceof CommanderError) {
-    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || error.code === 'commander.help') return ExitCode.ok;
+    if (error.code === 'commander.helpDisplayed' || error.code === 'commander.version' || (error.code === 'commander.help' && error.exitCode === 0)) {
+      if (json) printJson(error.code === 'commander.version' ? { version } : { help: output.captured.out || output.captured.err });
+      return ExitCode.ok;
+    }
+    // A usage error, or help shown because no command was given (`natctl` alone): exit 2.
+    if (json) {
+      const message = error.code === 'commander.help' ? 'no command given' : error.message.replace(/^error: /, '');
+      printJson({ error: { type: 'UsageError', message, exitCode: ExitCode.invalidInput, usage: output.captured.err.trim() || undefined } });
+    } else if (error.code === 'commander.help') {
+      process.stderr.write('natctl: no command given (see the list above)\n');
+    }
     return ExitCode.invalidInput;
   }
-  if (error instanceof NatctlError) {
+  const known = error instanceof NatctlError ? error : permissionError(error);
+  if (known) {
     if (json) {
-      const problems = error instanceof ConfigError ? error.problems : undefined;
-      printJson({ error: { type: error.name, message: error.message, exitCode: error.exitCode, ...(problems ? { problems } : {}) } });
+      const problems = known instanceof ConfigError ? known.problems : undefined;
+      printJson({ error: { type: known.name, message: known.message, exitCode: known.exitCode, ...(problems ? { problems } : {}) } });
     } else {
-      const heading = error instanceof ConfigError ? 'invalid config' : error.name.replace(/Error$/, '').toLowerCase() + ' error';
-      process.stderr.write(`natctl: ${heading}:\n${error.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
+      const heading = known instanceof ConfigError ? 'invalid config' : known.name.replace(/Error$/, '').replace(/(?<=[a-z])(?=[A-Z])/g, ' ').toLowerCase() + ' error';
+      process.stderr.write(`natctl: ${heading}:\n${known.message.split('\n').map((l) => `  ${l}`).join('\n')}\n`);
     }
-    return error.exitCode;
+    return known.exitCode;
   }
   const message = error instanceof Error ? error.message : String(error);
   if (json) printJson({ error: { type: 'InternalError', message, exitCode: ExitCode.applyFailed } });
@@ -201,14 +241,15 @@ function reportError(error: unknown, json: boolean): number {
 
 export async function main(argv: string[]): Promise<number> {
   let exitCode: number = ExitCode.ok;
+  const output: ProgramOutput = { json: argv.includes('--json'), captured: { out: '', err: '' } };
   const program = buildProgram((code) => {
     exitCode = code;
-  });
+  }, output);
   try {
     await program.parseAsync(argv, { from: 'user' });
     return exitCode;
   } catch (error) {
-    return reportError(error, argv.includes('--json'));
+    return reportError(error, output);
   }
 }
 

@@ -127,9 +127,57 @@ export function parseAddrRange(text: string): AddrRange | string {
   const family = ipFamily(from) as Family;
   if (ipFamily(to) !== family) return 'mixes IPv4 and IPv6';
   if (ipToBig(from) > ipToBig(to)) return 'is a range whose start is above its end';
+  const unusable = unusableSourceReason(from) ?? unusableSourceReason(to);
+  if (unusable) return unusable;
   return { family, from, to };
 }
 
 export function isLoopback(ip: string): boolean {
   return ipFamily(ip) === 4 ? ip.startsWith('127.') : canonicalIp(ip) === '::1';
+}
+
+/**
+ * Addresses no packet can be forwarded to or from, with the reason: natctl refuses them
+ * where they could never work (docs/config.md, "Addresses natctl refuses").
+ */
+function specialAddress(ip: string): string | undefined {
+  const family = ipFamily(ip);
+  if (family === undefined) return undefined;
+  const value = ipToBig(ip);
+  if (family === 4) {
+    if (value === 0xffffffffn) return 'is the limited broadcast address';
+    if (value >> 28n === 0xen) return 'is a multicast address (224.0.0.0/4)';
+    if (value >> 24n === 0n) return value === 0n ? 'is the unspecified address' : 'is in 0.0.0.0/8, which no host may use';
+    return undefined;
+  }
+  if (value === 0n) return 'is the unspecified address';
+  if (value >> 32n === 0xffffn) return 'is an IPv4-mapped IPv6 address (::ffff:a.b.c.d); nftables never sees IPv4 traffic as IPv6: write the IPv4 address';
+  if (value >> 120n === 0xffn) return 'is a multicast address (ff00::/8)';
+  return undefined;
+}
+
+/** Why `ip` can never be a DNAT target (mappings[].target), or undefined when it can. */
+export function unusableTargetReason(ip: string): string | undefined {
+  const special = specialAddress(ip);
+  if (special) return `${special}; it cannot be a target`;
+  if (ipFamily(ip) === 6 && ipToBig(ip) >> 118n === 0x3fan) {
+    return 'is an IPv6 link-local address (fe80::/10); without a zone it names no particular link, so it cannot be a target';
+  }
+  return undefined;
+}
+
+/**
+ * Why `ip` can never be a host IP (mappings[].hostIp, publish), or undefined when it can.
+ * 0.0.0.0 and :: are Docker's "every local address of the family" and stay valid.
+ */
+export function unusableHostIpReason(ip: string): string | undefined {
+  if (ipToBig(ip) === 0n) return undefined;
+  const special = specialAddress(ip);
+  return special ? `${special}; it can never be a local address to publish on` : undefined;
+}
+
+/** Why `ip` can never be a source address natctl rewrites to (snat to), or undefined. */
+export function unusableSourceReason(ip: string): string | undefined {
+  const special = specialAddress(ip);
+  return special ? `${special}; it cannot be a source address` : undefined;
 }

@@ -6,6 +6,7 @@ import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { buildModel } from '../model/build.js';
 import type { Model } from '../model/model.js';
+import { findDuplicateJsonKey } from './json-keys.js';
 import { type Config, configSchema } from './schema.js';
 import { loadConfigDirectory } from './fragments.js';
 
@@ -58,6 +59,8 @@ export function parseConfigText(text: string, source = 'config'): Config {
     const trimmed = text.trimStart();
     if (trimmed.startsWith('{') || trimmed.startsWith('[')) {
       document = JSON.parse(text);
+      const duplicate = findDuplicateJsonKey(text);
+      if (duplicate) throw new Error(`duplicate key ${JSON.stringify(duplicate.key)}${duplicate.path ? ` in ${duplicate.path}` : ''}: a key may appear once per object`);
     } else {
       // logLevel silent: the library must not print; its errors and warnings become ours.
       const parsed = parseDocument(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'silent' });

@@ -1,7 +1,7 @@
 // Docker's `-p` syntax: [hostIp:]hostPort[-end]:containerPort[-end][/proto], IPv6 host
 // addresses in brackets. natctl never picks ports itself, so Docker's forms that leave the
 // host port to the daemon (`80`, `127.0.0.1::80`) are refused with a reason.
-import { canonicalIp, ipFamily } from './addr.js';
+import { canonicalIp, ipFamily, unusableHostIpReason } from './addr.js';
 import { type PortRange, parsePortRange, portRangeLength } from './ports.js';
 import type { Proto } from './schema.js';
 
@@ -31,6 +31,8 @@ export function parsePublish(spec: string): PublishSpec | string {
     if (close < 0 || rest[close + 1] !== ':') return 'has an unclosed "[" around the host IPv6 address';
     const inner = rest.slice(1, close);
     if (ipFamily(inner) !== 6) return `has "${inner}" in brackets, which is not an IPv6 address`;
+    const unusable = unusableHostIpReason(inner);
+    if (unusable) return `has host IP "${inner}", which ${unusable}`;
     hostIp = canonicalIp(inner);
     rest = rest.slice(close + 2);
   }
@@ -40,6 +42,8 @@ export function parsePublish(spec: string): PublishSpec | string {
     const ipText = parts.shift() ?? '';
     if (ipText !== '') {
       if (ipFamily(ipText) !== 4) return `has host IP "${ipText}", which is not an IPv4 address (write IPv6 as [addr])`;
+      const unusable = unusableHostIpReason(ipText);
+      if (unusable) return `has host IP "${ipText}", which ${unusable}`;
       hostIp = canonicalIp(ipText);
     }
   }

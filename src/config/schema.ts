@@ -1,16 +1,22 @@
-// The one zod schema for natctl's config file (DESIGN §3). It checks shapes and single
+// The one zod schema for natctl's config file (docs/contract.md §3). It checks shapes and single
 // values; cross-field meaning (conflicts, unknown networks, families) is checked when the
 // model is built (model/build.ts), where the whole config is in view.
 import { z } from 'zod';
-import { parseAddrRange, parseCidr, ipFamily } from './addr.js';
+import { parseAddrRange, parseCidr, ipFamily, unusableHostIpReason } from './addr.js';
+import { interfaceNameProblem, interfaceNamePattern } from './names.js';
 import { parsePortRange } from './ports.js';
 
-/** What the Linux kernel accepts as an interface name (dev_valid_name): 1-15 bytes, no '/', ':' or space, not '.' or '..'. */
-export const interfaceNamePattern = /^(?!\.{1,2}$)[^\s/:\u0000-\u001f\u007f"'\\]{1,15}$/;
+export { interfaceNamePattern };
 
+/**
+ * An interface name the kernel accepts and nft cannot misread (see names.ts). The pattern (also
+ * in the JSON Schema, for editors) checks characters; the refinement counts bytes.
+ */
+const interfaceNameMessage = (input: unknown): string => `${interfaceNameProblem(String(input)) ?? 'is not valid'}; not an interface name natctl accepts`;
 const interfaceName = z
   .string()
-  .regex(interfaceNamePattern, 'is not an interface name the kernel accepts (1-15 characters, no "/", ":", spaces or quotes, not "." or "..")');
+  .regex(interfaceNamePattern, { error: (issue) => interfaceNameMessage(issue.input) })
+  .refine((v) => !interfaceNamePattern.test(v) || interfaceNameProblem(v) === undefined, { error: (issue) => interfaceNameMessage(issue.input) });
 
 // Mapping names become nft chain names and comments: a tight alphabet keeps them
 // injection-proof in every output format.
@@ -18,6 +24,13 @@ export const objectNamePattern = /^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/;
 const objectName = z.string().regex(objectNamePattern, 'must be 1-48 characters of letters, digits, "_", "." or "-", starting with a letter or digit');
 
 const ipAddress = z.string().refine((v) => ipFamily(v) !== undefined, 'is not an IP address');
+
+/** A host IP: an address that can be local (0.0.0.0 and :: mean every local address of the family). */
+const hostIpAddress = ipAddress.check((ctx) => {
+  if (ipFamily(ctx.value) === undefined) return;
+  const problem = unusableHostIpReason(ctx.value);
+  if (problem) ctx.issues.push({ code: 'custom', input: ctx.value, message: problem });
+});
 
 const cidr = z.string().refine((v) => typeof parseCidr(v) !== 'string', {
   error: (issue) => {
@@ -64,7 +77,7 @@ export const mappingSchema = z.strictObject({
   network: interfaceName.optional().describe('name of the declared network the target sits in'),
   publish: z.string().optional().describe('Docker -p syntax: [hostIp:]hostPort[-end]:containerPort[-end][/proto]'),
   proto: protoSchema.optional().describe('tcp (default), udp or sctp'),
-  hostIp: ipAddress.optional().describe('only this local address (default: every local address of the target family)'),
+  hostIp: hostIpAddress.optional().describe('only this local address (default: every local address of the target family)'),
   hostPort: portOrRange.optional().describe('host port or range "start-end"'),
   target: z.string().optional().describe('ip, ip:port, [v6]:port or ip:start-end'),
   targets: z.array(z.string()).min(1, 'must list at least one target').optional().describe('several targets; new connections are spread over them'),

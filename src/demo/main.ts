@@ -44,7 +44,7 @@ interface Check {
 
 async function main(): Promise<number> {
   if (!isRoot()) {
-    say('the demo creates network namespaces and needs root: sudo ./scripts/demo.sh');
+    say('the demo creates network namespaces and needs root: run ./scripts/demo.sh as root (it uses sudo itself when you are not)');
     return 3;
   }
   const box = new Sandbox('demo');

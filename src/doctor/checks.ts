@@ -8,6 +8,7 @@ import type { Model } from '../model/model.js';
 import { displayAddonPath, loadNativeBinding, nativeBindingStatus } from '../backends/native.js';
 import { NativeNftTransport } from '../backends/nft/transport-native.js';
 import { type HostNetwork, openHostNetwork } from '../host/network.js';
+import { localCheckResults } from '../host/local-checks.js';
 import { tableName } from '../backends/nft/render.js';
 
 export type CheckStatus = 'pass' | 'warn' | 'fail' | 'info';
@@ -239,6 +240,7 @@ export async function runDoctor(ctx: DoctorContext): Promise<CheckResult[]> {
   } finally {
     host.close();
   }
+  if (ctx.model) results.push(...(await localCheckResults(ctx.runner, ctx.model)));
   const ruleset = await listRuleset(ctx);
   results.push(...(await forwardDrops(ctx, ruleset)), ...(await foreignDnat(ctx, ruleset)), await native(ctx));
   return results;

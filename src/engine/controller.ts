@@ -12,6 +12,7 @@ import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
 import { clearStaleFlows } from '../host/conntrack.js';
+import { localWarnings } from '../host/local-checks.js';
 import { type CheckResult, runDoctor } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
 import { type Model, emptyModel } from '../model/model.js';
@@ -171,7 +172,8 @@ export class Controller {
    */
   private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
     if (this.backend.name === 'fake') return [];
-    return [...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
+    const local = await localWarnings(this.runner, after); // hostIp not local, hostPort in use
+    return [...local, ...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
   }
 
   private progress(phase: string): void {

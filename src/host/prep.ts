@@ -1,6 +1,6 @@
 // Host settings the ruleset depends on, applied inside the managed namespace (docs/ruleset.md):
 //   - hairpin mode on the bridge ports of networks with hairpin (with br_netfilter a DNATed
-//     frame is bridged back out of the port it came in on), off on those of networks with
+//     frame is bridged back out of the port it came in on, docs/kernel-facts.md), off on those of networks with
 //     `hairpin: false`, and on for the bridge holding a target that lies in no declared network;
 //   - route_localnet where a loopback host IP is published, put back to its earlier value
 //     once no loopback mapping needs it (the earlier value is kept in the state dir, so a later

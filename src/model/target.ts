@@ -1,5 +1,5 @@
 // Target strings: ip, ip:port, ip:start-end, [v6], [v6]:port, or a bare IPv6 address.
-import { canonicalIp, ipFamily, type Family } from '../config/addr.js';
+import { canonicalIp, ipFamily, type Family, unusableTargetReason } from '../config/addr.js';
 import { type PortRange, formatPortRange, parsePortRange } from '../config/ports.js';
 import type { Mapping } from './model.js';
 
@@ -33,6 +33,8 @@ export function parseTarget(text: string): ParsedTarget | string {
   const family = ipFamily(addrText);
   const addr = canonicalIp(addrText);
   if (!family || !addr) return 'is not ip, ip:port, [ipv6]:port or ip:start-end';
+  const unusable = unusableTargetReason(addr);
+  if (unusable) return `has address ${addrText}, which ${unusable}`;
   if (portText === undefined) return { addr, family };
   const ports = parsePortRange(portText);
   if (typeof ports === 'string') return `has port "${portText}", which ${ports}`;

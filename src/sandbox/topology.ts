@@ -1,4 +1,4 @@
-// A sandbox of network namespaces (DESIGN §7) for the end-to-end tests and the demo: host
+// A sandbox of network namespaces (docs/kernel-facts.md, "The test topology") for the end-to-end tests and the demo: host
 // (natctl runs here), two workloads on a bridge, and an outside client. Everything is created
 // under names unique to this run and deleted by destroy() (tests: afterAll; demo: finally
 // and on signals). Addresses come from

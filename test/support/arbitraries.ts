@@ -1,13 +1,31 @@
 // fast-check generators of natctl configs: valid ones (no conflicts, every field exercised)
 // and mutations that make one field invalid.
 import fc from 'fast-check';
+import { nftJsonConstants } from '../../src/config/names.js';
 
 const octet = fc.integer({ min: 2, max: 254 });
 const v4 = fc.tuple(fc.integer({ min: 0, max: 1 }), octet).map(([third, last]) => `198.18.${third}.${last}`);
 const v6 = fc.integer({ min: 2, max: 0xfffe }).map((n) => `fd00:18::${n.toString(16)}`);
-const name = fc.stringMatching(/^[a-z][a-z0-9_.-]{0,20}$/);
-/** Interface names the kernel accepts, including characters that are special in nft's text syntax. */
-export const interfaceName = fc.stringMatching(/^[a-z][a-z0-9;{}$()#@!&*+=-]{0,14}$/).filter((s) => s.length <= 15);
+const name = fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,20}$/);
+/**
+ * Interface names natctl accepts, including characters that are special in nft's text syntax
+ * outside quotes, nft keywords and multi-byte names (at most 15 bytes).
+ */
+export const interfaceName = fc
+  .oneof(
+    fc.stringMatching(/^[a-z][a-z0-9;{}()#!&+=,<>?|~^[\]-]{0,14}$/),
+    fc.constantFrom('drop', 'counter', 'accept', 'meta', 'ip', 'ip6', 'dnat', 'jump', 'map', 'table', 'comment', 'é-br', 'ééééééé', 'br.10', '-x', '0'),
+  )
+  // nft's JSON parser reads these words as protocol constants; natctl refuses them (config/names.ts).
+  .filter((s) => Buffer.byteLength(s) <= 15 && !nftJsonConstants.includes(s));
+
+/** Any short string, valid as an interface name or not: natctl must accept it safely or refuse it. */
+export const anyInterfaceName = fc.oneof(
+  interfaceName,
+  fc.constantFrom('tcp', 'udp', 'sctp', 'redirect', 'lab*', '@dnat4', 'ééééééééé', 'à'),
+  fc.string({ unit: 'binary', minLength: 0, maxLength: 17 }),
+  fc.stringMatching(/^[a-z0-9;{}$()#@!&*+=%:/'"`\\ .-]{0,16}$/),
+);
 
 interface MappingShape {
   proto: 'tcp' | 'udp' | 'sctp';

@@ -1,13 +1,16 @@
-// The CLI's contract: verbs, flags, environment variables and exit codes (DESIGN §4), for
+// The CLI's contract: verbs, flags, environment variables and exit codes (docs/contract.md §4), for
 // everything that needs no kernel. Kernel paths are covered by test/e2e.
-import { mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { spawnSync } from 'node:child_process';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
-import { repoRoot } from '../helpers/topology.js';
+import { isRoot, repoRoot } from '../helpers/topology.js';
 
 const cli = join(repoRoot, 'dist/cli/main.js');
+/** Whether uid 65534 (nobody) can run the built CLI from this checkout (not when it lies under /root). */
+const nobodyCanRun = isRoot() && spawnSync(process.execPath, [cli, '--version'], { uid: 65534, gid: 65534 }).status === 0;
 
 describe('natctl CLI', () => {
   let dir = '';
@@ -73,6 +76,72 @@ describe('natctl CLI', () => {
     expect(JSON.parse(String(dry.stdout))).toMatchObject({ dryRun: true, changed: true });
     const history = await run(['history', '--json'], { NATCTL_STATE_DIR: state });
     expect(JSON.parse(String(history.stdout))).toEqual([]);
+  });
+
+  it('prints exactly one JSON document on stdout for every --json run, usage errors included', async () => {
+    const cases: [string[], number][] = [
+      [['apply', '--json'], 2],
+      [['frobnicate', '--json'], 2],
+      [['--json'], 2],
+      [['apply', '-f', good, '--backend', 'bogus', '--json'], 2],
+      [['--lock-timeout', 'abc', 'status', '--json'], 2],
+      [['status', '--lock-timeout', 'abc', '--json'], 2],
+      [['rollback', '--to', 'abc', '--json'], 2],
+      [['render', '-f', good, '--format', 'yaml', '--json'], 2],
+      [['render', '-f', bad, '--json'], 2],
+      [['render', '-f', good, '--format', 'nft', '--json'], 0],
+      [['--help', '--json'], 0],
+      [['-V', '--json'], 0],
+    ];
+    for (const [args, code] of cases) {
+      const result = await run(args);
+      expect(result.exitCode, args.join(' ')).toBe(code);
+      const document = JSON.parse(String(result.stdout)) as { error?: { type: string; exitCode: number; message: string } };
+      if (code !== 0) expect(document.error, args.join(' ')).toMatchObject({ exitCode: code });
+    }
+    const backend = JSON.parse(String((await run(['apply', '-f', good, '--backend', 'bogus', '--json'])).stdout));
+    expect(backend.error.message).toContain('bogus');
+    const nft = JSON.parse(String((await run(['render', '-f', good, '--format', 'nft', '--json'])).stdout));
+    expect(nft.ruleset).toMatch(/^table inet natctl \{/);
+  }, 180_000);
+
+  it('exits 2 with usage when run without a command', async () => {
+    const result = await run([]);
+    expect(result.exitCode).toBe(2);
+    expect(String(result.stderr)).toContain('Usage: natctl');
+    expect(String(result.stdout)).toBe('');
+  });
+
+  it.runIf(nobodyCanRun)('exits 3, not "unexpected error", when a non-root user cannot read the state dir', async () => {
+    const state = join(dir, 'root-only');
+    await mkdir(join(state, 'sub'), { recursive: true });
+    await chmod(state, 0o700);
+    await chmod(dir, 0o755);
+    // uid/gid 65534 (nobody) must be able to run the CLI, but not enter the state dir.
+    const asNobody = (args: string[]) => execa(process.execPath, [cli, ...args], { reject: false, uid: 65534, gid: 65534, env: { NO_COLOR: '1' } });
+    const history = await asNobody(['history', '--state-dir', join(state, 'sub')]);
+    expect(history.exitCode).toBe(3);
+    expect(String(history.stderr)).toMatch(/permission denied.*EACCES/);
+    expect(String(history.stderr)).not.toContain('unexpected error');
+    const plan = await asNobody(['plan', '-f', good, '--state-dir', state, '--json']);
+    expect(plan.exitCode).toBe(3);
+    expect(JSON.parse(String(plan.stdout)).error).toMatchObject({ type: 'EnvironmentError', exitCode: 3 });
+  });
+
+  it.runIf(isRoot())('a failing nft command is a typed error (exit 3) for status and flush, not "unexpected error"', async () => {
+    // A stand-in nft that fails every call: nothing reaches the kernel.
+    const nft = join(dir, 'failing-nft');
+    await writeFile(nft, '#!/bin/sh\necho "Error: Could not receive answer from kernel" >&2\nexit 1\n', { mode: 0o755 });
+    const env = { NATCTL_NFT: nft, NATCTL_NATIVE: '0' };
+    for (const verb of ['status', 'flush']) {
+      const text = await run([verb, '--state-dir', join(dir, `fail-${verb}`)], env);
+      expect(text.exitCode, verb).toBe(3);
+      expect(String(text.stderr)).toContain('Could not receive answer');
+      expect(String(text.stderr)).not.toContain('unexpected error');
+      const json = await run([verb, '--json', '--state-dir', join(dir, `fail-${verb}`)], env);
+      expect(json.exitCode, verb).toBe(3);
+      expect(JSON.parse(String(json.stdout)).error).toMatchObject({ type: 'BackendCommandError', exitCode: 3 });
+    }
   });
 
   it('prints the JSON Schema', async () => {

@@ -10,7 +10,7 @@ import { renderNftDocument } from '../../src/backends/nft/render.js';
 import { loadConfigFile, parseConfigObject, parseConfigText } from '../../src/config/load.js';
 import { ConfigError } from '../../src/errors.js';
 import { buildModel } from '../../src/model/build.js';
-import { interfaceName, invalidConfig, validConfig } from '../support/arbitraries.js';
+import { anyInterfaceName, invalidConfig, validConfig } from '../support/arbitraries.js';
 
 function outcome(run: () => unknown): 'ok' | ConfigError {
   try {
@@ -55,14 +55,61 @@ describe('hostile input', () => {
   });
 
   it('names that reach the ruleset cannot inject syntax into the text format', () => {
-    fc.assert(fc.property(interfaceName, (name) => {
-      const config = { version: 1, networks: [{ name, subnets: ['198.18.0.0/24'] }], mappings: [{ hostPort: 80, network: name, target: '198.18.0.2' }] };
-      const text = documentToText(renderNftDocument(buildModel(parseConfigObject(config))));
-      for (const line of text.split('\n').filter((l) => l.includes(name))) {
-        // The name only ever appears inside double quotes or as a bare word of safe characters.
-        expect(/^[A-Za-z0-9_.:@/-]+$/.test(name) || line.includes(`"${name}"`)).toBe(true);
+    // Sound for every draw: a name is either refused at its field, or the text rendering with it
+    // is exactly the rendering with a placeholder name, the placeholder substituted, and the
+    // placeholder only ever appears inside double quotes (which the name cannot close).
+    const placeholder = 'ifplaceholder0';
+    const render = (name: string): string => {
+      const config = {
+        version: 1,
+        networks: [{ name, subnets: ['198.18.0.0/24'], snat: { to: '198.19.0.5', outInterface: name } }],
+        mappings: [{ hostPort: 80, network: name, target: '198.18.0.2' }, { hostIp: '127.0.0.1', hostPort: 81, network: name, target: '198.18.0.3' }],
+        snat: [{ source: '198.18.0.0/24', outInterface: name, masquerade: true }],
+      };
+      return documentToText(renderNftDocument(buildModel(parseConfigObject(config))));
+    };
+    const reference = render(placeholder);
+    expect(reference).toContain(`"${placeholder}"`);
+    expect(reference.replace(/"[^"\n]*"/g, '""')).not.toContain(placeholder);
+    fc.assert(fc.property(anyInterfaceName, (name) => {
+      const result = outcome(() => render(name));
+      if (result !== 'ok') {
+        expect(result.problems.map((p) => p.path)).toContain('networks[0].name');
+        return;
       }
-    }), { numRuns: 200 });
+      expect(name).not.toMatch(/["\\*@$\s]/);
+      expect(Buffer.byteLength(name)).toBeLessThanOrEqual(15);
+      expect(render(name)).toBe(reference.split(placeholder).join(name));
+    }), { numRuns: 300 });
+  });
+
+  it('mapping, snat and block names that reach chain names and comments cannot inject syntax either', () => {
+    // Same construction: refused at the name's field, or exactly the placeholder's rendering.
+    const placeholder = 'objplaceholder0';
+    const render = (name: string): string => {
+      const config = {
+        version: 1,
+        networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'] }],
+        mappings: [{ name, hostPort: 80, targets: ['198.18.0.2', '198.18.0.3'], allow: ['198.19.0.0/24'] }],
+        snat: [{ name, source: '198.18.0.0/24', masquerade: true }],
+        block: [{ name, hostPort: 80 }],
+      };
+      return documentToText(renderNftDocument(buildModel(parseConfigObject(config))));
+    };
+    const reference = render(placeholder);
+    // Outside quotes the placeholder only appears inside chain names with a fixed prefix.
+    for (const match of reference.replace(/"[^"\n]*"/g, '""').matchAll(new RegExp(`\\S*${placeholder}\\S*`, 'g'))) {
+      expect(match[0]).toMatch(new RegExp(`^[mftb]-${placeholder}(-\\d+)?,?$`));
+    }
+    fc.assert(fc.property(fc.oneof(fc.stringMatching(/^[A-Za-z0-9][A-Za-z0-9_.-]{0,47}$/), fc.string({ maxLength: 50 }), fc.constantFrom('tcp', 'drop', '1', '1.2.3.4', 'a;b', 'a"b', '@x', 'a b')), (name) => {
+      const result = outcome(() => render(name));
+      if (result !== 'ok') {
+        expect(result.problems.map((p) => p.path)).toEqual(expect.arrayContaining(['mappings[0].name', 'snat[0].name', 'block[0].name']));
+        return;
+      }
+      expect(name).toMatch(/^[A-Za-z0-9][A-Za-z0-9_.-]*$/);
+      expect(render(name)).toBe(reference.split(placeholder).join(name));
+    }), { numRuns: 300 });
   });
 
   describe('abusive files', () => {

@@ -11,6 +11,8 @@ describe('Docker -p syntax', () => {
     ['30000-30010:30000-30010', { hostPort: { from: 30000, to: 30010 }, containerPort: { from: 30000, to: 30010 }, proto: 'tcp' }],
     ['31000-31002:30000-30002/UDP', { hostPort: { from: 31000, to: 31002 }, containerPort: { from: 30000, to: 30002 }, proto: 'udp' }],
     [':8080:80', { hostPort: { from: 8080, to: 8080 }, containerPort: { from: 80, to: 80 }, proto: 'tcp' }],
+    ['0.0.0.0:8080:80', { hostIp: '0.0.0.0', hostPort: { from: 8080, to: 8080 }, containerPort: { from: 80, to: 80 }, proto: 'tcp' }],
+    ['[::]:8080:80', { hostIp: '::', hostPort: { from: 8080, to: 8080 }, containerPort: { from: 80, to: 80 }, proto: 'tcp' }],
   ])('parses %s', (spec, expected) => {
     expect(parsePublish(spec)).toEqual(expected);
   });
@@ -27,6 +29,10 @@ describe('Docker -p syntax', () => {
     ['[198.18.0.1]:80:80', /not an IPv6/],
     ['300.1.1.1:80:80', /not an IPv4/],
     ['9-8:9-8', /start is above its end/],
+    ['[::ffff:198.18.1.1]:80:80', /IPv4-mapped/],
+    ['224.0.0.1:80:80', /multicast/],
+    ['255.255.255.255:80:80', /broadcast/],
+    ['[ff02::1]:80:80', /multicast/],
   ])('refuses %s with a reason', (spec, reason) => {
     const result = parsePublish(spec);
     expect(typeof result).toBe('string');

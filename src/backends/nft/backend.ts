@@ -14,7 +14,7 @@ export { nftBinary } from './transport-spawn.js';
 
 export interface NftBackendOptions {
   runner: Runner;
-  /** Path of the nft binary: NATCTL_NFT, else `nft` on PATH. An explicit binary is spawned, never the addon. */
+  /** Path of the nft binary (docs/contract.md): NATCTL_NFT, else `nft` on PATH. An explicit binary is spawned, never the addon. */
   nftPath?: string;
   /** Where batch files are written (default: the system temp dir). */
   tempDir?: string;

@@ -4,6 +4,17 @@ import type { NftChain, NftDocument, NftMap, NftRule, NftValue } from './json.js
 
 const quote = (text: string): string => `"${text.replace(/["\\]/g, '')}"`;
 
+/** Interface names are always quoted: bare, `drop`, `tcp` or `counter` would be read as keywords. */
+const interfaceKeys = new Set(['iifname', 'oifname', 'ibrname', 'obrname']);
+const isInterfaceMatch = (left: unknown): boolean =>
+  typeof left === 'object' && left !== null && 'meta' in left && interfaceKeys.has(String((left as { meta: { key?: unknown } }).meta.key));
+
+function interfaceValue(v: unknown): string {
+  if (typeof v === 'string') return quote(v);
+  if (typeof v === 'object' && v !== null && 'set' in v && Array.isArray(v.set)) return `{ ${v.set.map(interfaceValue).join(', ')} }`;
+  return value(v);
+}
+
 function value(v: unknown): string {
   if (typeof v === 'string') return /^[A-Za-z0-9_.:@/-]+$/.test(v) ? v : quote(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
@@ -32,7 +43,7 @@ function statement(s: Record<string, unknown>): string {
   switch (key) {
     case 'match': {
       const op = body.op === '==' || body.op === 'in' ? '' : `${body.op} `;
-      return `${value(body.left)} ${op}${value(body.right)}`;
+      return `${value(body.left)} ${op}${isInterfaceMatch(body.left) ? interfaceValue(body.right) : value(body.right)}`;
     }
     case 'counter': return 'counter';
     case 'vmap': return `${value(body.key)} vmap ${value(body.data)}`;
