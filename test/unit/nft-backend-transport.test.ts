@@ -60,7 +60,7 @@ describe('NftBackend over a scripted transport', () => {
     const backend = backendOver(transport);
     const error = await backend.load(backend.render(model)).then(() => undefined, (e: unknown) => e);
     expect(error).toBeInstanceOf(BackendCommandError);
-    expect((error as BackendCommandError).exitCode).toBe(1);
+    expect((error as BackendCommandError).commandExitCode).toBe(1);
     expect((error as BackendCommandError).stderr).toBe('Error: Could not process rule: Operation not supported');
     expect((error as BackendCommandError).message).toContain('-j -f');
   });
