@@ -42,6 +42,13 @@ export interface Backend {
   read(): Promise<LiveState | null>;
   /** Problems found comparing what the kernel holds with what `ruleset` declares; empty when they agree. */
   verify(ruleset: Ruleset, live: LiveState | null): string[];
+  /**
+   * Problems that would keep `restore(live)` from putting `live` back (objects the backend
+   * cannot recreate); checked before an apply changes anything. Empty or absent: restorable.
+   */
+  restorable?(live: LiveState | null): Promise<string[]>;
+  /** What an operator should run to inspect natctl's rules when a restore failed (e.g. a listing command). */
+  recoveryHint?(): string;
   /** Atomically puts back a state returned by `read` (null: none). */
   restore(live: LiveState | null): Promise<void>;
   /** Removes everything natctl owns in the kernel and nothing else. */

@@ -6,7 +6,7 @@ import type { Backend, LiveState, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
 import type { NftDocument, NftListing } from './json.js';
-import { compareShapes, listingToBatch, liveStateOf } from './listing.js';
+import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
 import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 
 export interface NftBackendOptions {
@@ -86,11 +86,32 @@ export class NftBackend implements Backend {
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
     const document = this.documents.get(ruleset) ?? (JSON.parse(ruleset.text) as NftDocument);
-    return compareShapes(document, live ? this.listingOf(live) : null);
+    return verifyListing(document, live ? this.listingOf(live) : null);
+  }
+
+  /**
+   * Objects added to natctl's table by hand (named sets, counters, ...) are put back by
+   * restore too; whether the kernel takes them back is checked here, before anything changes
+   * (`nft -c`, nothing committed). Only tables holding such objects pay for the check.
+   */
+  async restorable(live: LiveState | null): Promise<string[]> {
+    const listing = live ? this.listingOf(live) : null;
+    const foreign = foreignObjects(listing);
+    if (!foreign.length) return [];
+    try {
+      await this.loadText(JSON.stringify(listingToBatch(listing)), true);
+      return [];
+    } catch (error) {
+      return [`natctl's table holds objects it did not create (${foreign.slice(0, 5).join(', ')}) and nft would not take them back: ${(error as Error).message}`];
+    }
   }
 
   async restore(live: LiveState | null): Promise<void> {
     await this.loadText(JSON.stringify(listingToBatch(live ? this.listingOf(live) : null)), false);
+  }
+
+  recoveryHint(): string {
+    return `Inspect it with: nft list table ${tableFamily} ${tableName}`;
   }
 
   async flush(): Promise<void> {

@@ -64,48 +64,117 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
   return { raw, normalized: normalizeListing(listing), counters: [...counters.values()], blocked };
 }
 
-interface Shape {
-  chains: Map<string, number>;
-  maps: Map<string, number>;
-  /** Every map element as text ("map key => verdict"), sorted. */
-  elements: string[];
+/** Any object of a listing (chain, rule, map, set, counter, quota, flowtable, ...), keyed by its kind. */
+type AnyObject = Record<string, Record<string, unknown>>;
+const kindOf = (object: object): string => Object.keys(object)[0] ?? '';
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * One canonical text for an expression, whichever side wrote it. nft lists back what it was
+ * given with a few rewrites (nft 1.0.6), undone here on both sides: an anonymous set of one
+ * element is listed as the element, `in` on a set as `==`, set elements in its own order;
+ * handles are dropped and counters zeroed.
+ */
+function canonical(value: unknown): unknown {
+  if (Array.isArray(value)) return value.map(canonical);
+  if (value === null || typeof value !== 'object') return value;
+  const entries = Object.entries(value as Record<string, unknown>).filter(([key]) => key !== 'handle').sort(([a], [b]) => byText(a, b));
+  if (entries.length === 1 && entries[0]![0] === 'set' && Array.isArray(entries[0]![1])) {
+    const items = (entries[0]![1] as unknown[]).map(canonical);
+    if (items.length === 1) return items[0];
+    return { set: items.map((item) => JSON.stringify(item)).sort(byText).map((text) => JSON.parse(text) as unknown) };
+  }
+  const out: Record<string, unknown> = {};
+  for (const [key, child] of entries) {
+    if (key === 'counter' && child !== null && typeof child === 'object' && !Array.isArray(child)) out[key] = { packets: 0, bytes: 0 };
+    else if (key === 'op' && child === 'in') out[key] = '==';
+    else if (key === 'elem' && Array.isArray(child)) out[key] = child.map((e) => JSON.stringify(canonical(e))).sort(byText);
+    else out[key] = canonical(child);
+  }
+  return out;
 }
 
-function shapeOfObjects(objects: NftObject[]): Shape {
-  const shape: Shape = { chains: new Map(), maps: new Map(), elements: [] };
+const text = (value: unknown): string => JSON.stringify(canonical(value));
+const short = (value: string): string => (value.length > 300 ? `${value.slice(0, 300)}...` : value);
+
+interface Contents {
+  /** Chains, maps, sets and every other named object: canonical definition (without elements) by "kind name". */
+  objects: Map<string, string>;
+  /** Rules of each chain, in order, canonical. */
+  rules: Map<string, string[]>;
+  /** Elements of each map or set, canonical, sorted. */
+  elements: Map<string, string[]>;
+}
+
+function contentsOf(objects: AnyObject[]): Contents {
+  const contents: Contents = { objects: new Map(), rules: new Map(), elements: new Map() };
   for (const object of objects) {
-    if ('chain' in object) shape.chains.set(object.chain.name, shape.chains.get(object.chain.name) ?? 0);
-    else if ('rule' in object) shape.chains.set(object.rule.chain, (shape.chains.get(object.rule.chain) ?? 0) + 1);
-    else if ('map' in object) {
-      const elem = object.map.elem ?? [];
-      shape.maps.set(object.map.name, (shape.maps.get(object.map.name) ?? 0) + elem.length);
-      for (const [key, verdict] of elem) shape.elements.push(`${object.map.name} ${JSON.stringify(key)} => ${JSON.stringify(verdict)}`);
+    const kind = kindOf(object);
+    const body = object[kind]!;
+    if (kind === 'table') continue;
+    if (kind === 'rule') {
+      const chain = String(body.chain);
+      const list = contents.rules.get(chain) ?? [];
+      list.push(text(body));
+      contents.rules.set(chain, list);
+      continue;
     }
+    const { elem, ...definition } = body;
+    const name = `${kind} ${String(body.name)}`;
+    contents.objects.set(name, text(definition));
+    if (kind === 'chain' && !contents.rules.has(String(body.name))) contents.rules.set(String(body.name), []);
+    if (Array.isArray(elem)) contents.elements.set(name, elem.map((e) => JSON.stringify(canonical(e))).sort(byText));
   }
-  shape.elements.sort();
-  return shape;
+  return contents;
 }
 
-/** Compares chains, rule counts and map sizes of a batch with a listing. */
-export function compareShapes(document: NftDocument, listing: NftListing | null): string[] {
-  const wanted = shapeOfObjects(document.nftables.flatMap((c) => ('add' in c ? [c.add] : [])).filter((o) => !('table' in o)));
-  const live: Shape = listing ? shapeOfObjects(objectsOf(listing)) : { chains: new Map(), maps: new Map(), elements: [] };
+/**
+ * Compares what the kernel holds with what a batch declared, object by object and rule by
+ * rule (canonical forms, see `canonical`): a rule whose DNAT target, match or verdict differs
+ * is caught even when every count agrees.
+ */
+export function verifyListing(document: NftDocument, listing: NftListing | null): string[] {
+  const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
+  const wanted = contentsOf(declared);
+  const live = contentsOf(listing ? (objectsOf(listing) as unknown as AnyObject[]) : []);
   const problems: string[] = [];
-  for (const [kind, want, have] of [['chain', wanted.chains, live.chains], ['map', wanted.maps, live.maps]] as const) {
-    const unit = kind === 'chain' ? 'rules' : 'elements';
-    for (const [name, count] of want) {
-      const found = have.get(name);
-      if (found === undefined) problems.push(`${kind} ${name} is missing`);
-      else if (found !== count) problems.push(`${kind} ${name} has ${found} ${unit}, expected ${count}`);
+  for (const [name, definition] of wanted.objects) {
+    const found = live.objects.get(name);
+    if (found === undefined) problems.push(`${name} is missing`);
+    else if (found !== definition) problems.push(`${name} differs: kernel holds ${short(found)}, expected ${short(definition)}`);
+  }
+  for (const name of live.objects.keys()) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
+  for (const [chain, rules] of wanted.rules) {
+    const held = live.rules.get(chain);
+    if (held === undefined) continue; // reported as a missing chain
+    if (held.length !== rules.length) {
+      problems.push(`chain ${chain} has ${held.length} rules, expected ${rules.length}`);
+      continue;
     }
-    for (const name of have.keys()) if (!want.has(name)) problems.push(`${kind} ${name} is not declared`);
+    rules.forEach((rule, index) => {
+      if (held[index] !== rule) problems.push(`chain ${chain} rule ${index + 1} differs: kernel holds ${short(held[index]!)}, expected ${short(rule)}`);
+    });
   }
-  // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
-  if (!problems.length) {
-    const held = new Set(live.elements);
-    for (const element of wanted.elements) if (!held.has(element)) problems.push(`map element missing or different: ${element}`);
+  for (const chain of live.rules.keys()) if (!wanted.rules.has(chain) && !live.objects.has(`chain ${chain}`)) problems.push(`rules of undeclared chain ${chain}`);
+  for (const [name, elements] of wanted.elements) {
+    const held = live.elements.get(name) ?? [];
+    if (!live.objects.has(name)) continue;
+    if (held.length !== elements.length) problems.push(`${name} has ${held.length} elements, expected ${elements.length}`);
+    // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
+    const have = new Set(held);
+    for (const element of elements) if (!have.has(element)) problems.push(`${name} element missing or different: ${short(element)}`);
   }
+  for (const [name, held] of live.elements) if (wanted.objects.has(name) && !wanted.elements.has(name) && held.length) problems.push(`${name} has ${held.length} elements, expected 0`);
   return problems;
+}
+
+/** Kinds natctl itself creates; anything else in its table was added by hand. */
+const ownKinds = new Set(['table', 'chain', 'map', 'rule']);
+
+/** Objects of a listing natctl did not create (named sets, counters, quotas, ...), as "kind name". */
+export function foreignObjects(listing: NftListing | null): string[] {
+  if (!listing) return [];
+  return (objectsOf(listing) as unknown as AnyObject[]).filter((o) => !ownKinds.has(kindOf(o))).map((o) => `${kindOf(o)} ${String(o[kindOf(o)]!.name)}`);
 }
 
 const stripHandle = <T extends object>(value: T): T => {
@@ -113,16 +182,25 @@ const stripHandle = <T extends object>(value: T): T => {
   return rest as T;
 };
 
-/** A listing as a batch that recreates it exactly: chains, then maps with their elements (which jump to chains), then rules (see render.ts). */
+/**
+ * A listing as a batch that recreates it exactly, every object it holds (chains, maps,
+ * sets, counters, quotas, ... even ones added by hand): chains first, then the named objects
+ * with their elements (map elements jump to chains), then rules (which reference both).
+ */
 export function listingToBatch(listing: NftListing | null): NftDocument {
   const table = { family: tableFamily, name: tableName };
   const commands: NftCommand[] = [{ add: { table } }, { delete: { table } }];
   if (!listing) return { nftables: commands };
-  const objects = objectsOf(listing);
+  const objects = objectsOf(listing) as unknown as AnyObject[];
   if (!objects.some((o) => 'table' in o)) return { nftables: commands };
   commands.push({ add: { table } });
-  for (const object of objects) if ('chain' in object) commands.push({ add: { chain: stripHandle(object.chain) } });
-  for (const object of objects) if ('map' in object) commands.push({ add: { map: stripHandle(object.map) } });
-  for (const object of objects) if ('rule' in object) commands.push({ add: { rule: stripHandle(object.rule) } });
+  const rank = (o: AnyObject): number => ('chain' in o ? 0 : 'rule' in o ? 2 : 1);
+  for (const pass of [0, 1, 2]) {
+    for (const object of objects) {
+      const kind = kindOf(object);
+      if (kind === 'table' || rank(object) !== pass) continue;
+      commands.push({ add: { [kind]: stripHandle(object[kind]!) } } as unknown as NftCommand);
+    }
+  }
   return { nftables: commands };
 }
