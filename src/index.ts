@@ -11,6 +11,8 @@ export type { NftDocument } from './backends/nft/json.js';
 export type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from './backends/backend.js';
 export { NftBackend } from './backends/nft/backend.js';
 export { FakeBackend } from './backends/fake.js';
+export { createBackend, backendChoices, type BackendChoice, type BackendOptions } from './backends/factory.js';
+export { BackendFailure, type FailureKind, failureKind, isNotFound, isExists, isPermission, isBusy } from './backends/failure.js';
 export { Controller, type ControllerOptions, type ApplyResult, type StatusReport, type MappingStatus, type Drift } from './engine/controller.js';
 export type { Plan, Change } from './engine/plan.js';
 export type { Generation } from './engine/state.js';

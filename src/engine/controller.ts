@@ -4,15 +4,13 @@
 import { join, resolve } from 'node:path';
 import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
 import { createRunner, isRoot, type Runner } from '../backends/exec.js';
-import { FakeBackend } from '../backends/fake.js';
-import { NftBackend, nftBinary } from '../backends/nft/backend.js';
-import { sweepTempFiles } from '../backends/tempfile.js';
+import { type BackendChoice, type BackendOptions, createBackend } from '../backends/factory.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
 import { clearStaleFlows } from '../host/conntrack.js';
-import { type CheckResult, runDoctor } from '../doctor/checks.js';
+import type { CheckResult } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
 import { type Model, emptyModel } from '../model/model.js';
 import { describeTargets } from '../model/target.js';
@@ -22,12 +20,13 @@ import { diffModels, type Plan } from './plan.js';
 import { type CorruptGeneration, defaultStateDir, type Generation, sha256, StateStore } from './state.js';
 
 export interface ControllerOptions {
-  backend?: 'auto' | BackendName | Backend;
+  /** A backend name (built by src/backends/factory.ts) or a ready backend. Default: auto. */
+  backend?: BackendChoice | Backend;
+  /** Passed by the factory to the backend it builds (a tool path, say); runner and state dir come from here. */
+  backendOptions?: Omit<BackendOptions, 'runner' | 'stateDir'>;
   /** Default: NATCTL_STATE_DIR, else /var/lib/natctl. A netns gets its own subdirectory. */
   stateDir?: string;
   netns?: string;
-  /** nft binary; default NATCTL_NFT, else `nft` on PATH. */
-  nftPath?: string;
   lockTimeoutMs?: number;
   /** Skip the root check (tests with a fake backend). */
   requireRoot?: boolean;
@@ -102,20 +101,13 @@ export class Controller {
     const base = resolve(options.stateDir ?? (process.env.NATCTL_STATE_DIR || defaultStateDir));
     const stateDir = options.netns ? join(base, 'netns', options.netns) : base;
     const choice = options.backend ?? 'auto';
-    let backend: Backend;
-    if (typeof choice === 'object') backend = choice;
-    else if (choice === 'fake') backend = new FakeBackend();
-    else if (choice === 'iptables-legacy') throw new EnvironmentError('the iptables-legacy backend is not available in this version of natctl; use --backend nft');
-    else {
-      // Batch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
-      const tempDir = join(stateDir, 'tmp');
-      backend = new NftBackend(options.nftPath === undefined ? { runner, tempDir } : { runner, tempDir, nftPath: options.nftPath });
-    }
+    // Scratch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
+    const backend = typeof choice === 'object' ? choice : createBackend(choice, { ...options.backendOptions, runner, stateDir });
     return new Controller(backend, runner, stateDir, base, options);
   }
 
   private needRoot(action: string): void {
-    if (this.options.requireRoot === false || this.backend.name === 'fake') return;
+    if (this.options.requireRoot === false || this.backend.touchesHost === false) return;
     if (!isRoot()) {
       throw new EnvironmentError(`natctl ${action} changes or reads the kernel's ruleset and needs root (try: sudo natctl ${action} ...)`);
     }
@@ -143,7 +135,7 @@ export class Controller {
     const plan: Plan = diffModels(lastModel, model);
     if (warnings.length) plan.warnings = warnings;
     // With the rights to read the kernel, say whether it still holds the last apply.
-    if (isRoot() && generation && this.backend.name !== 'fake') {
+    if (isRoot() && generation && this.backend.touchesHost !== false) {
       const live = await this.backend.read().catch(() => undefined);
       if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
     }
@@ -164,15 +156,16 @@ export class Controller {
   }
 
   /**
-   * Everything that changes the kernel runs here: one process at a time per state dir. Batch
-   * files a killed holder left behind are swept first (nobody else writes them without the lock).
+   * Everything that changes the kernel runs here: one process at a time per state dir. Scratch
+   * files a killed holder left behind (the backend's and the state dir's own) are swept first
+   * (nobody else writes them without the lock).
    */
   private async locked<T>(work: () => Promise<T>): Promise<T> {
     await this.state.ensure();
     this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
-      await sweepTempFiles(join(this.state.dir, 'tmp'));
+      await this.backend.sweep?.();
       await this.state.sweepTemp();
       return await work();
     } finally {
@@ -182,11 +175,11 @@ export class Controller {
 
   /**
    * What an apply does to the host besides the ruleset: hairpin, route_localnet, and clearing
-   * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). The fake
-   * backend has no kernel, so it must never reach the host's interfaces.
+   * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). A backend
+   * without a kernel (touchesHost: false) must never reach the host's interfaces.
    */
   private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
-    if (this.backend.name === 'fake') return [];
+    if (this.backend.touchesHost === false) return [];
     return [...(await prepareHost(this.runner, after)), ...(await clearStaleFlows(this.runner, before, after))];
   }
 
@@ -326,8 +319,7 @@ export class Controller {
   /** Host checks; against `config` when given, else the last applied config. */
   async doctor(config?: Config): Promise<CheckResult[]> {
     const model = config ? buildModel(config) : (await this.lastModel().catch(() => ({ model: undefined }))).model;
-    const nft = nftBinary(this.options.nftPath);
-    return runDoctor(model ? { runner: this.runner, nft, model } : { runner: this.runner, nft });
+    return (await this.backend.doctor?.(model)) ?? [];
   }
 
   history(): Promise<Generation[]> {

@@ -1,10 +1,12 @@
 // The real nftables backend: loads natctl's batch with `nft -j -f FILE` (atomic: all or
 // nothing) and reads the table back with `nft -j list table`.
-import { BackendCommandError, EnvironmentError } from '../../errors.js';
+import { type CheckResult, runDoctor } from '../../doctor/checks.js';
+import { EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
-import { withTempFile } from '../tempfile.js';
+import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
+import { sweepTempFiles, withTempFile } from '../tempfile.js';
 import type { NftDocument, NftListing } from './json.js';
 import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
 import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
@@ -13,7 +15,7 @@ export interface NftBackendOptions {
   runner: Runner;
   /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
   nftPath?: string;
-  /** Where batch files are written (default: the system temp dir). */
+  /** Where batch files are written (default: the system temp dir); swept by `sweep`. */
   tempDir?: string;
 }
 
@@ -22,7 +24,26 @@ function kernelMessage(stderr: string): string {
   return stderr.split('\n').filter((line) => /error|warning/i.test(line)).slice(0, 5).join('\n') || stderr.slice(0, 500);
 }
 
-/** DESIGN §4: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
+/**
+ * What an nft failure means, from the kernel's errno text nft prints (nft 1.0.6). Classified
+ * here once: nobody else matches nft's wording.
+ */
+export function classifyNftFailure(exitCode: number | undefined, stderr: string): FailureKind {
+  if (exitCode === 124) return 'timeout';
+  if (/No such file or directory/.test(stderr)) return 'not-found';
+  if (/File exists/.test(stderr)) return 'exists';
+  if (/Operation not permitted|Permission denied/.test(stderr)) return 'permission';
+  if (/Device or resource busy/.test(stderr)) return 'busy';
+  if (/No buffer space available|Cannot allocate memory|No space left on device/.test(stderr)) return 'resources';
+  if (/not supported|Protocol not available/i.test(stderr)) return 'unsupported';
+  if (/syntax error|Error: (Invalid|Could not parse|Unexpected|unknown)/i.test(stderr)) return 'invalid';
+  return 'other';
+}
+
+const failure = (command: string, exitCode: number | undefined, stderr: string): BackendFailure =>
+  new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
+
+/** docs/operations.md: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
 export function nftBinary(explicit?: string): string {
   return explicit ?? process.env.NATCTL_NFT ?? 'nft';
 }
@@ -58,7 +79,7 @@ export class NftBackend implements Backend {
     await withTempFile('ruleset.json', text, async (file) => {
       const args = checkOnly ? ['-c', '-j', '-f', file] : ['-j', '-f', file];
       const result = await this.runner.run(this.nft, args);
-      if (result.exitCode !== 0) throw new BackendCommandError(`nft ${args.join(' ')}`, result.exitCode, kernelMessage(result.stderr));
+      if (result.exitCode !== 0) throw failure(`nft ${args.join(' ')}`, result.exitCode, kernelMessage(result.stderr));
     }, this.tempDir);
   }
 
@@ -73,10 +94,11 @@ export class NftBackend implements Backend {
   async read(): Promise<LiveState | null> {
     const result = await this.runner.run(this.nft, ['-j', 'list', 'table', tableFamily, tableName]);
     if (result.exitCode !== 0) {
+      const error = failure('nft -j list table', result.exitCode, result.stderr);
       // nft's own answer for a missing table (not an exec failure, which the runner turns into an EnvironmentError).
-      if (/^Error: No such file or directory/m.test(result.stderr)) return null;
-      if (/Operation not permitted/.test(result.stderr)) throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
-      throw new BackendCommandError('nft -j list table', result.exitCode, result.stderr);
+      if (isNotFound(error)) return null;
+      if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
+      throw error;
     }
     const listing = JSON.parse(result.stdout) as NftListing;
     const live = liveStateOf(listing, result.stdout);
@@ -108,6 +130,16 @@ export class NftBackend implements Backend {
 
   async restore(live: LiveState | null): Promise<void> {
     await this.loadText(JSON.stringify(listingToBatch(live ? this.listingOf(live) : null)), false);
+  }
+
+  /** Batch files a killed apply left in the scratch dir (call under the apply lock). */
+  async sweep(): Promise<number> {
+    return this.tempDir === undefined ? 0 : sweepTempFiles(this.tempDir);
+  }
+
+  /** Host checks for this backend: nft, kernel support, forwarding, other tables (src/doctor). */
+  doctor(model?: Model): Promise<CheckResult[]> {
+    return runDoctor(model ? { runner: this.runner, nft: this.nft, model } : { runner: this.runner, nft: this.nft });
   }
 
   recoveryHint(): string {
