@@ -269,6 +269,20 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect(await live()).toBe(rulesetA);
   });
 
+  it('a corrupt generation blocks neither history, plan nor apply: it is skipped and reported (issue 7 item 13)', async () => {
+    const dir = join(box.stateDir, 'netns', box.host);
+    const oldest = (await readdir(dir)).filter((n) => /^gen-\d{8}\.json$/.test(n)).sort()[0]!;
+    await writeFile(join(dir, oldest), '{"generation": 1, "ti', { mode: 0o600 });
+    const history = await box.natctl(['history', '--json']);
+    expect(history.exitCode).toBe(0);
+    expect(history.stderr).toContain(`is unreadable and was skipped (${join(dir, oldest)}`);
+    expect(JSON.parse(history.stdout).length).toBeGreaterThan(0);
+    expect((await box.natctl(['plan', '-f', fileB])).exitCode).toBe(0);
+    const applied = await box.natctl(['apply', '-f', fileA]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    expect(await live()).toBe(rulesetA);
+  });
+
   it('rollback re-applies the previous generation through the verified path', async () => {
     expect((await box.natctl(['apply', '-f', fileB])).exitCode).toBe(0);
     expect(await live()).toBe(rulesetB);
