@@ -10,7 +10,8 @@ if [ "$(id -u)" -ne 0 ]; then
 fi
 
 export DEBIAN_FRONTEND=noninteractive
-packages=(nftables iptables iproute2 conntrack curl procps kmod ca-certificates)
+# make, g++ and python3: node-gyp builds the native dependencies (fs-ext's flock, netlink) at npm ci.
+packages=(nftables iptables iproute2 conntrack curl procps kmod ca-certificates make g++ python3)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
