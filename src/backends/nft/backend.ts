@@ -13,7 +13,7 @@ import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './ren
 
 export interface NftBackendOptions {
   runner: Runner;
-  /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
+  /** Path of the nft binary (README.md, Environment): NATCTL_NFT, else `nft` on PATH. */
   nftPath?: string;
   /** Where batch files are written (default: the system temp dir); swept by `sweep`. */
   tempDir?: string;
@@ -43,7 +43,7 @@ export function classifyNftFailure(exitCode: number | undefined, stderr: string)
 const failure = (command: string, exitCode: number | undefined, stderr: string): BackendFailure =>
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
-/** docs/operations.md: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
+/** README.md (Environment): an explicit path, else NATCTL_NFT, else `nft` on PATH. */
 export function nftBinary(explicit?: string): string {
   return explicit ?? process.env.NATCTL_NFT ?? 'nft';
 }
