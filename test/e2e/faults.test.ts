@@ -185,6 +185,20 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect((await box.natctl(['apply', '-f', fileA, '--lock-timeout', '1'])).exitCode).toBe(0);
   });
 
+  it('allow and except lists that nft merges (adjacent prefixes, address runs) verify and apply (issue 7 item 7)', async () => {
+    const merged = await box.writeConfig('merged.json', {
+      ...configA,
+      mappings: [{ name: 'web', hostPort: 8080, target: `${addr.c1}:80`, allow: ['198.18.5.0/25', '198.18.5.128/25', '198.18.7.1', '198.18.7.2', '198.18.7.3', `${addr.ext}`] }],
+      block: [{ name: 'x', hostPort: 9999, except: ['198.18.10.0/24', '198.18.11.0/24'] }],
+    });
+    const applied = await box.natctl(['apply', '-f', merged]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    expect((await box.natctl(['status'])).exitCode).toBe(0);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+    expect((await box.natctl(['apply', '-f', fileA])).exitCode).toBe(0);
+    expect(await live()).toBe(rulesetA);
+  });
+
   it('a load the kernel holds differently (a rewritten DNAT target, same rule count) fails verification, is restored, and is never recorded (issue 7 item 7)', async () => {
     const historyBefore = (await box.natctl(['history', '--json'])).stdout;
     const result = await box.natctl(['apply', '-f', fileB], env('tamper', { FAKE_NFT_TAMPER_TO: `${addr.c1}:80` }));

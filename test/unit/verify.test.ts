@@ -86,6 +86,18 @@ describe('verify', () => {
     expect(compareShapes(document, listing)).toEqual([]);
   });
 
+  it('accepts the merges nft makes in anonymous sets (adjacent prefixes, a range of addresses, an address inside a prefix), and still catches a wider set', () => {
+    const allow = (right: unknown): NftListing['nftables'][number] =>
+      ({ rule: { family: 'inet', table: 'natctl', chain: 'f-x', expr: [{ match: { op: '!=', left: { ct: { key: 'ip saddr', dir: 'original' } }, right } }, { drop: null }] } }) as never;
+    const doc = { nftables: [{ add: { chain: { family: 'inet', table: 'natctl', name: 'f-x' } } }, { add: allow({ set: [{ prefix: { addr: '198.18.5.0', len: 25 } }, { prefix: { addr: '198.18.5.128', len: 25 } }, '198.18.7.1', '198.18.7.2', '198.18.7.3', '198.18.9.5', { prefix: { addr: '198.18.9.0', len: 24 } }] }) }] } as never;
+    const listing = (right: unknown): NftListing => ({ nftables: [{ chain: { family: 'inet', table: 'natctl', name: 'f-x', handle: 1 } }, allow(right)] }) as NftListing;
+    // What nft 1.0.6 lists for that set:
+    expect(compareShapes(doc, listing({ set: [{ prefix: { addr: '198.18.5.0', len: 24 } }, { range: ['198.18.7.1', '198.18.7.3'] }, { prefix: { addr: '198.18.9.0', len: 24 } }] }))).toEqual([]);
+    expect(compareShapes(doc, listing({ set: [{ prefix: { addr: '198.18.5.0', len: 23 } }, { range: ['198.18.7.1', '198.18.7.3'] }, { prefix: { addr: '198.18.9.0', len: 24 } }] }))[0]).toMatch(/chain f-x rule 1 differs/);
+    const one = { nftables: [{ add: { chain: { family: 'inet', table: 'natctl', name: 'f-x' } } }, { add: allow({ set: [{ prefix: { addr: '198.18.10.0', len: 24 } }, { prefix: { addr: '198.18.11.0', len: 24 } }] }) }] } as never;
+    expect(compareShapes(one, listing({ prefix: { addr: '198.18.10.0', len: 23 } }))).toEqual([]);
+  });
+
   it('names objects added to the table by hand', () => {
     const listing = asListing();
     listing.nftables.push({ set: { family: 'inet', table: 'natctl', name: 'hand', type: 'ipv4_addr', elem: ['198.18.0.9'] } } as never);

@@ -2,6 +2,7 @@
 // out counters, comparing its shape with a batch, and turning it back into a batch.
 import type { LiveState, MappingCounters } from '../backend.js';
 import type { NftCommand, NftDocument, NftListing, NftObject } from './json.js';
+import { ipFamily, ipToBig } from '../../config/addr.js';
 import { tableFamily, tableName } from './render.js';
 
 type ListedObject = Exclude<NftListing['nftables'][number], { metainfo: unknown }>;
@@ -77,12 +78,20 @@ const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
  */
 function canonical(value: unknown): string {
   if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'string') return ipFamily(value) === undefined ? JSON.stringify(value) : (intervalsText([value]) ?? JSON.stringify(value));
   if (value === null || typeof value !== 'object') return JSON.stringify(value);
   const object = value as Record<string, unknown>;
   const keys = Object.keys(object);
   if (keys.length === 1 && keys[0] === 'set' && Array.isArray(object.set)) {
-    const items = (object.set as unknown[]).map(canonical);
-    return items.length === 1 ? items[0]! : `{"set":[${items.sort(byText).join(',')}]}`;
+    const items = object.set as unknown[];
+    const merged = intervalsText(items);
+    if (merged !== undefined) return merged;
+    const texts = items.map(canonical);
+    return texts.length === 1 ? texts[0]! : `{"set":[${texts.sort(byText).join(',')}]}`;
+  }
+  if (keys.length === 1 && (keys[0] === 'prefix' || keys[0] === 'range')) {
+    const merged = intervalsText([object]);
+    if (merged !== undefined) return merged;
   }
   // Written straight to text (no intermediate objects): a listing of 10,000 mappings is 40,000 objects.
   let out = '';
@@ -99,7 +108,66 @@ function canonical(value: unknown): string {
   return `{${out}}`;
 }
 
+type Interval = { kind: 'ip4' | 'ip6' | 'number'; from: bigint; to: bigint };
+
+/** An address, prefix, port or range of either as the interval it covers; undefined for anything else. */
+function intervalOf(item: unknown): Interval | undefined {
+  if (typeof item === 'number' && Number.isInteger(item)) return { kind: 'number', from: BigInt(item), to: BigInt(item) };
+  if (typeof item === 'string') {
+    const family = ipFamily(item);
+    if (family === undefined) return undefined;
+    const at = ipToBig(item);
+    return { kind: family === 4 ? 'ip4' : 'ip6', from: at, to: at };
+  }
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) return undefined;
+  const object = item as Record<string, unknown>;
+  if (Object.keys(object).length !== 1) return undefined;
+  const prefix = object.prefix as { addr?: unknown; len?: unknown } | undefined;
+  if (prefix && typeof prefix.addr === 'string' && typeof prefix.len === 'number') {
+    const family = ipFamily(prefix.addr);
+    if (family === undefined) return undefined;
+    const host = BigInt((family === 4 ? 32 : 128) - prefix.len);
+    const from = (ipToBig(prefix.addr) >> host) << host;
+    return { kind: family === 4 ? 'ip4' : 'ip6', from, to: from + (1n << host) - 1n };
+  }
+  const range = object.range;
+  if (Array.isArray(range) && range.length === 2) {
+    const [low, high] = [intervalOf(range[0]), intervalOf(range[1])];
+    if (!low || !high || low.kind !== high.kind) return undefined;
+    return { kind: low.kind, from: low.from, to: high.to };
+  }
+  return undefined;
+}
+
+/**
+ * The addresses or ports a set (or one prefix or range) covers, merged: nft merges adjacent and
+ * overlapping intervals of an anonymous set (two /25 are listed as one /24, 1, 2, 3 as 1-3, a
+ * /24 and an address in it as the /24). A lone port stays a number, as nft lists it.
+ */
+function intervalsText(items: unknown[]): string | undefined {
+  const intervals: Interval[] = [];
+  for (const item of items) {
+    const interval = intervalOf(item);
+    if (!interval || (intervals[0] && intervals[0].kind !== interval.kind)) return undefined;
+    intervals.push(interval);
+  }
+  if (!intervals.length) return undefined;
+  intervals.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  const merged: Interval[] = [];
+  for (const interval of intervals) {
+    const last = merged[merged.length - 1];
+    if (last && interval.from <= last.to + 1n) {
+      if (interval.to > last.to) last.to = interval.to;
+    } else merged.push({ ...interval });
+  }
+  const kind = merged[0]!.kind;
+  if (kind === 'number' && merged.length === 1 && merged[0]!.from === merged[0]!.to) return String(merged[0]!.from);
+  return `{"${kind}":"${merged.map((i) => (i.from === i.to ? `${i.from}` : `${i.from}-${i.to}`)).join(',')}"}`;
+}
+
 const short = (value: string): string => (value.length > 300 ? `${value.slice(0, 300)}...` : value);
+/** An object as a person reads it in a problem message (as written, without handle). */
+const display = (value: unknown): string => short(JSON.stringify(value, (key, child: unknown) => (key === 'handle' ? undefined : child)));
 
 /**
  * A cheap exact text of a rule (handle dropped, counters zeroed). Equal cheap texts mean equal
@@ -129,14 +197,13 @@ function definitionOf(body: Record<string, unknown>): string {
   return canonical(definition);
 }
 
-/** Elements compared as sets: cheap texts first, canonical texts when those differ. Returns [missing or different, extra]. */
-function compareElements(wanted: unknown[], held: unknown[]): [string[], string[]] {
+/** Elements compared as sets: cheap texts first, canonical texts when those differ. Returns the wanted elements the kernel lacks. */
+function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
   const cheapWanted = wanted.map((e) => JSON.stringify(e)).sort(byText);
   const cheapHeld = held.map((e) => JSON.stringify(e)).sort(byText);
-  if (cheapWanted.length === cheapHeld.length && cheapWanted.every((e, i) => e === cheapHeld[i])) return [[], []];
-  const want = new Set(wanted.map(canonical));
+  if (cheapWanted.length === cheapHeld.length && cheapWanted.every((e, i) => e === cheapHeld[i])) return [];
   const have = new Set(held.map(canonical));
-  return [[...want].filter((e) => !have.has(e)).sort(byText), [...have].filter((e) => !want.has(e)).sort(byText)];
+  return wanted.filter((e) => !have.has(canonical(e)));
 }
 
 type Body = Record<string, unknown>;
@@ -184,14 +251,13 @@ export function verifyListing(document: NftDocument, listing: NftListing | null)
     }
     if (cheapDefinition(body) !== cheapDefinition(found)) {
       const [want, have] = [definitionOf(body), definitionOf(found)];
-      if (want !== have) problems.push(`${name} differs: kernel holds ${short(have)}, expected ${short(want)}`);
+      if (want !== have) problems.push(`${name} differs: kernel holds ${display({ ...found, elem: undefined })}, expected ${display({ ...body, elem: undefined })}`);
     }
     const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
     const heldElements = Array.isArray(found.elem) ? (found.elem as unknown[]) : [];
     if (heldElements.length !== wantedElements.length) problems.push(`${name} has ${heldElements.length} elements, expected ${wantedElements.length}`);
     // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
-    const [missing] = compareElements(wantedElements, heldElements);
-    for (const element of missing) problems.push(`${name} element missing or different: ${short(element)}`);
+    for (const element of missingElements(wantedElements, heldElements)) problems.push(`${name} element missing or different: ${display(element)}`);
   }
   for (const name of live.objects.keys()) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
   for (const [name, body] of wanted.objects) {
@@ -205,7 +271,7 @@ export function verifyListing(document: NftDocument, listing: NftListing | null)
       continue;
     }
     rules.forEach((rule, index) => {
-      if (!sameRule(rule, held[index]!)) problems.push(`chain ${chain} rule ${index + 1} differs: kernel holds ${short(canonical(held[index]))}, expected ${short(canonical(rule))}`);
+      if (!sameRule(rule, held[index]!)) problems.push(`chain ${chain} rule ${index + 1} differs: kernel holds ${display(held[index])}, expected ${display(rule)}`);
     });
   }
   return problems;
