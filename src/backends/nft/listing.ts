@@ -73,7 +73,8 @@ const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 /**
  * One canonical text for an expression, whichever side wrote it. nft lists back what it was
  * given with a few rewrites (nft 1.0.6), undone here on both sides: an anonymous set of one
- * element is listed as the element, `in` on a set as `==`, set elements in its own order;
+ * element is listed as the element, `in` on a set as `==`, set elements in its own order, one
+ * flag bare or in a list;
  * handles are dropped and counters zeroed.
  */
 function canonical(value: unknown): string {
@@ -101,6 +102,7 @@ function canonical(value: unknown): string {
     let text: string;
     if (key === 'counter' && child !== null && typeof child === 'object' && !Array.isArray(child)) text = '{"bytes":0,"packets":0}';
     else if (key === 'op' && child === 'in') text = '"=="';
+    else if (key === 'flags' && Array.isArray(child) && child.length === 1) text = canonical(child[0]); // one flag: nft may list it bare
     else if (key === 'elem' && Array.isArray(child)) text = `[${child.map(canonical).sort(byText).join(',')}]`;
     else text = canonical(child);
     out += `${out ? ',' : ''}${JSON.stringify(key)}:${text}`;
