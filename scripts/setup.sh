@@ -8,7 +8,8 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(nftables iptables iproute2 conntrack curl procps kmod ca-certificates)
-# The in-process nftables addon (native/): libnftables' headers and a C++ toolchain for node-gyp.
+# The in-process nftables addon (native/): libnftables' headers; make, g++ and python3 for node-gyp,
+# which also builds the native dependencies (fs-ext's flock, netlink) at npm ci.
 packages+=(libnftables-dev g++ make python3)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)

@@ -13,6 +13,8 @@ export { NftBackend } from './backends/nft/backend.js';
 export { describeNftTransport, type NftTransport, type NftResult } from './backends/nft/transport.js';
 export { nativeBindingStatus, type NativeBindingStatus } from './backends/native.js';
 export { FakeBackend } from './backends/fake.js';
+export { createBackend, backendChoices, type BackendChoice, type BackendOptions } from './backends/factory.js';
+export { BackendFailure, type FailureKind, failureKind, isNotFound, isExists, isPermission, isBusy } from './backends/failure.js';
 export { Controller, type ControllerOptions, type ApplyResult, type StatusReport, type MappingStatus, type Drift } from './engine/controller.js';
 export type { Plan, Change } from './engine/plan.js';
 export type { Generation } from './engine/state.js';

@@ -1,5 +1,6 @@
 // What every backend does, so the engine (plan/apply/rollback) never knows which one it
 // drives: render a model, load it atomically, read the live state back.
+import type { CheckResult } from '../doctor/checks.js';
 import type { Model } from '../model/model.js';
 
 export type BackendName = 'nft' | 'iptables-legacy' | 'fake';
@@ -33,6 +34,12 @@ export interface LiveState {
 
 export interface Backend {
   readonly name: BackendName;
+  /**
+   * Capability: false for a backend without a kernel behind it (the fake one, for tests). The
+   * engine then needs no root and applies no host settings (hairpin, route_localnet, conntrack).
+   * Absent means true.
+   */
+  readonly touchesHost?: boolean;
   render(model: Model): Ruleset;
   /** Checks a ruleset against the kernel without committing anything. */
   check(ruleset: Ruleset): Promise<void>;
@@ -42,10 +49,21 @@ export interface Backend {
   read(): Promise<LiveState | null>;
   /** Problems found comparing what the kernel holds with what `ruleset` declares; empty when they agree. */
   verify(ruleset: Ruleset, live: LiveState | null): string[];
+  /**
+   * Problems that would keep `restore(live)` from putting `live` back (objects the backend
+   * cannot recreate); checked before an apply changes anything. Empty or absent: restorable.
+   */
+  restorable?(live: LiveState | null): Promise<string[]>;
+  /** What an operator should run to inspect natctl's rules when a restore failed (e.g. a listing command). */
+  recoveryHint?(): string;
   /** Atomically puts back a state returned by `read` (null: none). */
   restore(live: LiveState | null): Promise<void>;
   /** Removes everything natctl owns in the kernel and nothing else. */
   flush(): Promise<void>;
+  /** Removes scratch files a killed apply left behind; the engine calls it under the apply lock. */
+  sweep?(): Promise<number>;
+  /** The backend's own host checks for `natctl doctor` (model: the config to check against). */
+  doctor?(model?: Model): Promise<CheckResult[]>;
   /** Tool name and version, for status and doctor. */
   version(): Promise<string>;
 }

@@ -6,6 +6,8 @@ import type { Backend, LiveState, Ruleset } from './backend.js';
 
 export class FakeBackend implements Backend {
   readonly name = 'fake' as const;
+  /** No kernel behind it: the engine must never touch the host's interfaces for it. */
+  readonly touchesHost = false;
   live: LiveState | null = null;
   loads = 0;
   failNextLoad: string | undefined;

@@ -23,7 +23,7 @@ function summarize(change: Change): string {
 }
 
 export function formatPlan(plan: Plan): string {
-  const drift = plan.drift ? `${yellow('the live ruleset differs from the last apply: apply will rewrite it')}\n` : '';
+  const drift = (plan.warnings ?? []).map((w) => `${yellow(`warning: ${w}`)}\n`).join('') + (plan.drift ? `${yellow('the live ruleset differs from the last apply: apply will rewrite it')}\n` : '');
   if (!plan.changes.length) return `${drift}no changes (${plan.unchanged} object(s) unchanged)\n`;
   const lines = plan.changes.map((change) => {
     const text = `${change.kind} ${change.name}${summarize(change)}`;

@@ -155,7 +155,8 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
       const controller = await Controller.open(controllerOptions(opts));
-      const generations = await controller.history();
+      const { generations, warnings } = await controller.historyReport();
+      for (const warning of warnings) process.stderr.write(`natctl: warning: ${warning}\n`);
       if (opts.json) printJson(generations.map(({ config: _c, ruleset: _r, live: _l, ...rest }) => ({ ...rest, mappings: _c.mappings?.length ?? 0 })));
       else print(formatHistory(generations));
     });

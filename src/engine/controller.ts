@@ -1,34 +1,33 @@
 // The engine: plan, apply (lock -> snapshot -> load -> read back -> verify -> record, or
 // restore the snapshot), status, flush, history and rollback. The CLI and library callers
 // both come through here; nothing here prints or exits.
-import { join } from 'node:path';
+import { join, resolve } from 'node:path';
 import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
 import { createRunner, isRoot, type Runner } from '../backends/exec.js';
-import { FakeBackend } from '../backends/fake.js';
-import { NftBackend, nftBinary } from '../backends/nft/backend.js';
-import { sweepTempFiles } from '../backends/tempfile.js';
+import { type BackendChoice, type BackendOptions, createBackend } from '../backends/factory.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
 import { clearStaleFlows } from '../host/conntrack.js';
 import { localWarnings } from '../host/local-checks.js';
-import { type CheckResult, runDoctor } from '../doctor/checks.js';
+import type { CheckResult } from '../doctor/checks.js';
 import { buildModel } from '../model/build.js';
 import { type Model, emptyModel } from '../model/model.js';
 import { describeTargets } from '../model/target.js';
 import { findRefusedMapping } from './diagnose.js';
 import { acquireLock } from './lock.js';
 import { diffModels, type Plan } from './plan.js';
-import { defaultStateDir, type Generation, sha256, StateStore } from './state.js';
+import { type CorruptGeneration, defaultStateDir, type Generation, sha256, StateStore } from './state.js';
 
 export interface ControllerOptions {
-  backend?: 'auto' | BackendName | Backend;
+  /** A backend name (built by src/backends/factory.ts) or a ready backend. Default: auto. */
+  backend?: BackendChoice | Backend;
+  /** Passed by the factory to the backend it builds (a tool path, say); runner and state dir come from here. */
+  backendOptions?: Omit<BackendOptions, 'runner' | 'stateDir'>;
   /** Default: NATCTL_STATE_DIR, else /var/lib/natctl. A netns gets its own subdirectory. */
   stateDir?: string;
   netns?: string;
-  /** nft binary; default NATCTL_NFT, else `nft` on PATH. */
-  nftPath?: string;
   lockTimeoutMs?: number;
   /** Skip the root check (tests with a fake backend). */
   requireRoot?: boolean;
@@ -80,57 +79,64 @@ function compareLive(expected: string | undefined, live: LiveState | null): Drif
   return { drifted: missing.length > 0 || extra.length > 0, missing, extra };
 }
 
+function describeCorrupt(corrupt: CorruptGeneration): string {
+  return `generation ${corrupt.generation} is unreadable and was skipped (${corrupt.file}: ${corrupt.reason})`;
+}
+
 export class Controller {
   readonly state: StateStore;
   private constructor(
     readonly backend: Backend,
     private readonly runner: Runner,
     stateDir: string,
+    stateRoot: string,
     private readonly options: ControllerOptions,
   ) {
-    this.state = new StateStore(stateDir);
+    this.state = new StateStore(stateDir, stateRoot);
   }
 
   static async open(options: ControllerOptions = {}): Promise<Controller> {
     const runner = createRunner(options.netns);
-    const base = options.stateDir ?? process.env.NATCTL_STATE_DIR ?? defaultStateDir;
+    if (options.stateDir === '') throw new UsageError('--state-dir is empty; give a directory (default: /var/lib/natctl)');
+    // An empty NATCTL_STATE_DIR is unset (as in `${VAR:-default}`), never the current directory.
+    const base = resolve(options.stateDir ?? (process.env.NATCTL_STATE_DIR || defaultStateDir));
     const stateDir = options.netns ? join(base, 'netns', options.netns) : base;
     const choice = options.backend ?? 'auto';
-    let backend: Backend;
-    if (typeof choice === 'object') backend = choice;
-    else if (choice === 'fake') backend = new FakeBackend();
-    else if (choice === 'iptables-legacy') throw new EnvironmentError('the iptables-legacy backend is not available in this version of natctl; use --backend nft');
-    else {
-      // Batch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
-      const tempDir = join(stateDir, 'tmp');
-      backend = new NftBackend(options.nftPath === undefined ? { runner, tempDir } : { runner, tempDir, nftPath: options.nftPath });
-    }
-    return new Controller(backend, runner, stateDir, options);
+    // Scratch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
+    const backend = typeof choice === 'object' ? choice : createBackend(choice, { ...options.backendOptions, runner, stateDir });
+    return new Controller(backend, runner, stateDir, base, options);
   }
 
   private needRoot(action: string): void {
-    if (this.options.requireRoot === false || this.backend.name === 'fake') return;
+    if (this.options.requireRoot === false || this.backend.touchesHost === false) return;
     if (!isRoot()) {
       throw new EnvironmentError(`natctl ${action} changes or reads the kernel's ruleset and needs root (try: sudo natctl ${action} ...)`);
     }
   }
 
-  private async lastModel(): Promise<{ generation: Generation | undefined; model: Model | undefined }> {
-    const generation = await this.state.latest();
-    if (!generation || generation.kind !== 'apply') return { generation, model: undefined };
+  /**
+   * The newest readable generation and its model. Corrupt generations newer than it are
+   * skipped and reported in `warnings`: history never blocks an apply.
+   */
+  private async lastModel(): Promise<{ generation: Generation | undefined; model: Model | undefined; warnings: string[] }> {
+    const { generation, corrupt } = await this.state.latest();
+    const warnings = corrupt.map(describeCorrupt);
+    if (!generation || generation.kind !== 'apply') return { generation, model: undefined, warnings };
     try {
-      return { generation, model: buildModel(parseConfigObject(generation.config)) };
-    } catch {
-      return { generation, model: undefined };
+      return { generation, model: buildModel(parseConfigObject(generation.config)), warnings };
+    } catch (error) {
+      warnings.push(`generation ${generation.generation} holds a config this version cannot read (${(error as Error).message}); planned against an empty ruleset`);
+      return { generation, model: undefined, warnings };
     }
   }
 
   async plan(config: Config): Promise<Plan> {
     const model = buildModel(config);
-    const { generation, model: lastModel } = await this.lastModel();
+    const { generation, model: lastModel, warnings } = await this.lastModel();
     const plan: Plan = diffModels(lastModel, model);
+    if (warnings.length) plan.warnings = warnings;
     // With the rights to read the kernel, say whether it still holds the last apply.
-    if (isRoot() && generation && this.backend.name !== 'fake') {
+    if (isRoot() && generation && this.backend.touchesHost !== false) {
       const live = await this.backend.read().catch(() => undefined);
       if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
     }
@@ -142,23 +148,26 @@ export class Controller {
     const ruleset = this.backend.render(model);
     const hash = sha256(ruleset.text);
     if (options.dryRun) {
-      const plan = diffModels((await this.lastModel()).model, model);
-      return { changed: plan.changes.length > 0, dryRun: true, plan, ruleset, warnings: [], repairedDrift: false };
+      const last = await this.lastModel();
+      const plan = diffModels(last.model, model);
+      return { changed: plan.changes.length > 0, dryRun: true, plan, ruleset, warnings: last.warnings, repairedDrift: false };
     }
     this.needRoot('apply');
     return this.locked(() => this.applyLocked(config, model, ruleset, hash));
   }
 
   /**
-   * Everything that changes the kernel runs here: one process at a time per state dir. Batch
-   * files a killed holder left behind are swept first (nobody else writes them without the lock).
+   * Everything that changes the kernel runs here: one process at a time per state dir. Scratch
+   * files a killed holder left behind (the backend's and the state dir's own) are swept first
+   * (nobody else writes them without the lock).
    */
   private async locked<T>(work: () => Promise<T>): Promise<T> {
     await this.state.ensure();
     this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
-      await sweepTempFiles(join(this.state.dir, 'tmp'));
+      await this.backend.sweep?.();
+      await this.state.sweepTemp();
       return await work();
     } finally {
       await lock.release();
@@ -167,11 +176,11 @@ export class Controller {
 
   /**
    * What an apply does to the host besides the ruleset: hairpin, route_localnet, and clearing
-   * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). The fake
-   * backend has no kernel, so it must never reach the host's interfaces.
+   * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). A backend
+   * without a kernel (touchesHost: false) must never reach the host's interfaces.
    */
   private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
-    if (this.backend.name === 'fake') return [];
+    if (this.backend.touchesHost === false) return [];
     const local = await localWarnings(this.runner, after); // hostIp not local, hostPort in use
     return [...local, ...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
   }
@@ -181,7 +190,7 @@ export class Controller {
   }
 
   private async applyLocked(config: Config, model: Model, ruleset: Ruleset, hash: string): Promise<ApplyResult> {
-    const { generation: last, model: lastModel } = await this.lastModel();
+    const { generation: last, model: lastModel, warnings: historyWarnings } = await this.lastModel();
     const plan = diffModels(lastModel, model);
     this.progress('reading the live ruleset');
     const before = await this.backend.read();
@@ -189,7 +198,12 @@ export class Controller {
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
       const warnings = await this.hostEffects(model, model);
-      return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings, repairedDrift: false };
+      return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings: [...historyWarnings, ...warnings], repairedDrift: false };
+    }
+    // Whatever happens next must be undoable: refuse now, untouched, if the snapshot is not.
+    const unrestorable = (await this.backend.restorable?.(before)) ?? [];
+    if (unrestorable.length) {
+      throw new EnvironmentError(`${unrestorable.join('; ')}\nnothing was changed; remove those objects (or run natctl flush) and apply again`);
     }
 
     this.progress(`loading ${model.mappings.length} mapping(s) in one atomic batch`);
@@ -216,31 +230,54 @@ export class Controller {
       problems = [`reading the ruleset back failed: ${(error as Error).message}`];
     }
     if (problems.length) {
+      // The listing is never recorded: what the kernel holds is not what was rendered.
       this.progress('verification failed: restoring the previous ruleset');
       await this.restoreOrDie(before, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
 
+    // Recorded before the host settings: a generation that cannot be written (ENOSPC, EIO)
+    // puts the previous ruleset back, so the kernel never runs a ruleset history lacks.
+    this.progress('recording the generation');
+    let generation: Generation;
+    try {
+      generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
+    } catch (error) {
+      this.progress('recording failed: restoring the previous ruleset');
+      await this.restoreOrDie(before, error);
+      throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified; free space in the state dir and apply again`, true, { cause: error });
+    }
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
     const warnings = await this.hostEffects(lastModel, model);
-    this.progress('recording the generation');
-    const generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
-    return { changed: true, dryRun: false, plan, ruleset, generation, warnings, repairedDrift: drift.drifted };
+    return { changed: true, dryRun: false, plan, ruleset, generation, warnings: [...historyWarnings, ...warnings], repairedDrift: drift.drifted };
   }
 
-  /** Puts `snapshot` back and checks it; a failure here is the one case that needs an operator. */
+  /**
+   * Puts `snapshot` back and reads the kernel to check it. A restore command that reports
+   * failure may still have committed (or never been needed): only the read-back decides. A
+   * kernel that does not hold the snapshot is the one case that needs an operator.
+   */
   private async restoreOrDie(snapshot: LiveState | null, cause: unknown): Promise<void> {
+    let restoreError: unknown;
     try {
       await this.backend.restore(snapshot);
-      const now = await this.backend.read();
-      if ((now?.normalized ?? null) !== (snapshot?.normalized ?? null)) throw new Error('the restored ruleset differs from the snapshot');
     } catch (error) {
-      throw new RollbackError(
-        `apply failed (${(cause as Error).message}) and restoring the previous ruleset failed too (${(error as Error).message}).\n` +
-          `natctl's table may be partly configured. Inspect it with: nft list table inet natctl; then run: natctl rollback (or natctl flush)`,
-        { cause: error },
-      );
+      restoreError = error;
     }
+    let problem: string | undefined;
+    try {
+      const now = await this.backend.read();
+      if ((now?.normalized ?? null) !== (snapshot?.normalized ?? null)) problem = 'the ruleset read back differs from the snapshot';
+    } catch (error) {
+      problem = `reading the ruleset back failed: ${(error as Error).message}`;
+    }
+    if (problem === undefined) return;
+    const detail = restoreError === undefined ? problem : `${(restoreError as Error).message}; ${problem}`;
+    throw new RollbackError(
+      `apply failed (${(cause as Error).message}) and restoring the previous ruleset failed too (${detail}).\n` +
+        `natctl's table may be partly configured. ${this.backend.recoveryHint?.() ?? 'Inspect the ruleset'}; then run: natctl rollback (or natctl flush)`,
+      { cause: restoreError ?? cause },
+    );
   }
 
   async status(): Promise<StatusReport> {
@@ -284,17 +321,24 @@ export class Controller {
   /** Host checks; against `config` when given, else the last applied config. */
   async doctor(config?: Config): Promise<CheckResult[]> {
     const model = config ? buildModel(config) : (await this.lastModel().catch(() => ({ model: undefined }))).model;
-    const nft = nftBinary(this.options.nftPath);
-    return runDoctor(model ? { runner: this.runner, nft, model } : { runner: this.runner, nft });
+    return (await this.backend.doctor?.(model)) ?? [];
   }
 
   history(): Promise<Generation[]> {
     return this.state.list();
   }
 
+  /** History with the generation files that could not be read (skipped, reported). */
+  async historyReport(): Promise<{ generations: Generation[]; warnings: string[] }> {
+    const { generations, corrupt } = await this.state.scan();
+    return { generations, warnings: corrupt.map(describeCorrupt) };
+  }
+
   /** Re-applies an earlier generation (default: the one before the latest) through the verified path. */
   async rollback(to?: number): Promise<ApplyResult> {
-    const numbers = await this.state.numbers();
+    const { generations } = await this.state.scan();
+    const numbers = generations.map((g) => g.generation);
+    // Corrupt generations are skipped: "the previous one" is the previous readable one.
     const target = to ?? numbers[numbers.length - 2];
     if (target === undefined) throw new UsageError('there is no earlier generation to roll back to (see natctl history)');
     const generation = await this.state.get(target);

@@ -1,6 +1,6 @@
-// nft's kernel errors carry no command index ("Could not process rule: File exists"). When a
-// load is refused, find which mapping the kernel objects to by checking halves of the model
-// with `nft -c` (nothing is committed): log2(n) checks instead of a guess.
+// A kernel's refusal of a batch names no command ("Could not process rule: File exists").
+// When a load is refused, find which mapping the kernel objects to by checking halves of the
+// model with the backend's check (nothing is committed): log2(n) checks instead of a guess.
 import type { Backend } from '../backends/backend.js';
 import type { Model } from '../model/model.js';
 

@@ -1,38 +1,38 @@
-// One apply at a time per state dir. The lock file holds the holder's pid and start time;
-// a holder that died (even by SIGKILL) is detected and its lock taken over.
+// One apply at a time per state dir: an exclusive flock(2) on STATE/lock, held on an open
+// file descriptor. The kernel drops the lock when the descriptor closes, so a holder that
+// dies (even by SIGKILL, or a power loss) never blocks the next apply, whatever the file
+// holds. The file's content (the holder's pid) is information for the exit-4 message only;
+// an empty or truncated file means nothing. The file is never removed: unlinking a locked
+// file lets a second process lock a new inode while the first still holds the old one.
 import { constants } from 'node:fs';
-import { link, open, readFile, rename, rm } from 'node:fs/promises';
+import { open, readFile } from 'node:fs/promises';
+import type { FileHandle } from 'node:fs/promises';
+import { createRequire } from 'node:module';
 import { join } from 'node:path';
 import { LockError } from '../errors.js';
 
-interface Holder {
-  pid: number;
-  /** Field 22 of /proc/PID/stat: tells a live holder from a recycled pid. */
-  startTime: string | undefined;
+interface FsExt {
+  flock(fd: number, flags: 'exnb' | 'un', callback: (error: NodeJS.ErrnoException | null) => void): void;
+}
+// fs-ext (node-gyp, built at npm ci) is CommonJS: load it through require.
+const fsExt = createRequire(import.meta.url)('fs-ext') as FsExt;
+
+function tryFlock(fd: number): Promise<boolean> {
+  return new Promise((resolve, reject) => {
+    fsExt.flock(fd, 'exnb', (error) => {
+      if (!error) resolve(true);
+      else if (error.code === 'EAGAIN' || error.code === 'EWOULDBLOCK') resolve(false);
+      else reject(error);
+    });
+  });
 }
 
-async function startTimeOf(pid: number): Promise<string | undefined> {
+/** The pid the holder wrote, if it wrote one (information only). */
+async function holderPid(path: string): Promise<number | undefined> {
+  const text = await readFile(path, 'utf8').catch(() => '');
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, 'utf8');
-    return stat.slice(stat.lastIndexOf(')') + 2).split(' ')[19];
-  } catch {
-    return undefined;
-  }
-}
-
-async function isAlive(holder: Holder): Promise<boolean> {
-  try {
-    process.kill(holder.pid, 0);
-  } catch (error) {
-    if ((error as NodeJS.ErrnoException).code === 'ESRCH') return false;
-  }
-  const now = await startTimeOf(holder.pid);
-  return holder.startTime === undefined || now === undefined || now === holder.startTime;
-}
-
-async function readHolder(path: string): Promise<Holder | undefined> {
-  try {
-    return JSON.parse(await readFile(path, 'utf8')) as Holder;
+    const pid = (JSON.parse(text) as { pid?: unknown }).pid;
+    return typeof pid === 'number' && Number.isInteger(pid) && pid > 0 ? pid : undefined;
   } catch {
     return undefined;
   }
@@ -47,37 +47,28 @@ const sleep = (ms: number): Promise<void> => new Promise((resolve) => setTimeout
 export async function acquireLock(dir: string, timeoutMs: number): Promise<Lock> {
   const path = join(dir, 'lock');
   const deadline = Date.now() + timeoutMs;
-  const me: Holder = { pid: process.pid, startTime: await startTimeOf(process.pid) };
-  for (;;) {
-    try {
-      const handle = await open(path, constants.O_WRONLY | constants.O_CREAT | constants.O_EXCL, 0o600);
-      try {
-        await handle.writeFile(JSON.stringify(me));
-        await handle.sync();
-      } finally {
-        await handle.close();
+  // O_NOFOLLOW: a symlink planted as STATE/lock is refused, never followed.
+  const handle: FileHandle = await open(path, constants.O_RDWR | constants.O_CREAT | constants.O_NOFOLLOW, 0o600);
+  try {
+    for (;;) {
+      if (await tryFlock(handle.fd)) break;
+      if (Date.now() >= deadline) {
+        const pid = await holderPid(path);
+        throw new LockError(`another natctl (pid ${pid ?? 'unknown'}) holds the lock ${path}; waited ${Math.round(timeoutMs / 1000)} s (raise --lock-timeout)`, pid);
       }
-      return { release: () => rm(path, { force: true }) };
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      await sleep(50 + Math.random() * 50);
     }
-    const holder = await readHolder(path);
-    if (holder && !(await isAlive(holder))) {
-      // Move the dead holder's lock aside. Another waiter may have done so and taken a fresh
-      // lock in between: if what we moved is not the dead holder's, put it back (link fails
-      // rather than overwrite) and keep waiting.
-      const aside = `${path}.stale-${process.pid}`;
-      const moved = await rename(path, aside).then(() => true, () => false);
-      if (moved) {
-        const taken = await readHolder(aside);
-        if (taken && taken.pid !== holder.pid) await link(aside, path).catch(() => undefined);
-        await rm(aside, { force: true });
-      }
-      continue;
-    }
-    if (Date.now() >= deadline) {
-      throw new LockError(`another natctl (pid ${holder?.pid ?? 'unknown'}) holds the lock ${path}; waited ${Math.round(timeoutMs / 1000)} s (raise --lock-timeout)`, holder?.pid);
-    }
-    await sleep(50 + Math.random() * 50);
+  } catch (error) {
+    await handle.close();
+    throw error;
   }
+  // Ours now: note who holds it, for the message of whoever waits.
+  await handle.truncate(0);
+  await handle.write(JSON.stringify({ pid: process.pid }), 0);
+  return {
+    release: async () => {
+      await handle.truncate(0).catch(() => undefined);
+      await handle.close(); // closing the descriptor releases the flock
+    },
+  };
 }

@@ -7,4 +7,6 @@ export { diffModels, type Change, type ChangeOp, type ObjectKind } from '../mode
 export interface Plan extends ModelDiff {
   /** True when the kernel's ruleset differs from the last apply (apply will rewrite it); absent when it could not be read. */
   drift?: boolean;
+  /** Generations skipped because they could not be read (see docs/operations.md). */
+  warnings?: string[];
 }

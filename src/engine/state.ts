@@ -1,12 +1,14 @@
 // Generations: every successful apply is recorded in the state dir, atomically (temp file,
-// fsync, rename), directory 0700 and files 0600, so history and rollback survive crashes.
+// fsync, rename), directories 0700 and files 0600, so history and rollback survive crashes.
+// A generation that cannot be read (a torn disk, a hand edit) is skipped and reported, never
+// a reason to block history, plan, apply or rollback (docs/operations.md).
 import { createHash } from 'node:crypto';
 import { constants } from 'node:fs';
-import { mkdir, open, readdir, readFile, rename, rm, stat } from 'node:fs/promises';
-import { join } from 'node:path';
+import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
+import { join, relative, sep } from 'node:path';
 import type { BackendName } from '../backends/backend.js';
 import type { Config } from '../config/schema.js';
-import { EnvironmentError } from '../errors.js';
+import { EnvironmentError, UsageError } from '../errors.js';
 
 export interface Generation {
   generation: number;
@@ -23,23 +25,38 @@ export interface Generation {
   live: string;
 }
 
+/** A generation file that could not be read or is not a generation; skipped everywhere. */
+export interface CorruptGeneration {
+  generation: number;
+  file: string;
+  reason: string;
+}
+
 export const defaultStateDir = '/var/lib/natctl';
 export const defaultKeep = 10;
 
 export const sha256 = (text: string): string => createHash('sha256').update(text).digest('hex');
 
 const fileName = (generation: number): string => `gen-${String(generation).padStart(8, '0')}.json`;
+/** What writeAtomic leaves behind when killed (or out of space) between write and rename. */
+const tempPattern = /^gen-\d{8}\.json\.tmp-\d+$/;
 
 async function writeAtomic(path: string, content: string): Promise<void> {
   const temp = `${path}.tmp-${process.pid}`;
-  const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC, 0o600);
   try {
-    await handle.writeFile(content);
-    await handle.sync();
-  } finally {
-    await handle.close();
+    const handle = await open(temp, constants.O_WRONLY | constants.O_CREAT | constants.O_TRUNC | constants.O_NOFOLLOW, 0o600);
+    try {
+      await handle.writeFile(content);
+      await handle.sync();
+    } finally {
+      await handle.close();
+    }
+    await rename(temp, path);
+  } catch (error) {
+    // ENOSPC, EIO...: leave no half-written file behind.
+    await rm(temp, { force: true }).catch(() => undefined);
+    throw error;
   }
-  await rename(temp, path);
 }
 
 async function syncDir(dir: string): Promise<void> {
@@ -51,17 +68,43 @@ async function syncDir(dir: string): Promise<void> {
   }
 }
 
-export class StateStore {
-  constructor(readonly dir: string, private readonly keep = defaultKeep) {}
+function problemOf(value: unknown, number: number): string | undefined {
+  if (value === null || typeof value !== 'object' || Array.isArray(value)) return 'not a JSON object';
+  const g = value as Record<string, unknown>;
+  if (g.generation !== number) return `its number is ${JSON.stringify(g.generation)}, not ${number}`;
+  if (g.kind !== 'apply' && g.kind !== 'flush') return `unknown kind ${JSON.stringify(g.kind)}`;
+  for (const key of ['time', 'backend', 'hash', 'ruleset', 'live'] as const) if (typeof g[key] !== 'string') return `${key} is missing or not a string`;
+  if (g.config === null || typeof g.config !== 'object') return 'config is missing';
+  return undefined;
+}
 
-  /** Creates the directory 0700 if needed; refuses one that others may write (they could plant a generation). */
+type ReadResult = { generation: Generation } | { corrupt: CorruptGeneration } | undefined;
+
+export class StateStore {
+  /**
+   * `dir` is where generations go; `root` is the state dir it lies in (dir itself, or
+   * ROOT/netns/NAME). Every directory from root down to dir is checked (see ensure).
+   */
+  constructor(readonly dir: string, readonly root: string = dir, private readonly keep = defaultKeep) {}
+
+  /**
+   * Creates the directories 0700 if needed and refuses, from the state dir down, any
+   * component that is a symlink, not a directory, owned by another user, or writable by
+   * group or others: any of those lets someone else plant or redirect a generation.
+   */
   async ensure(): Promise<void> {
-    await mkdir(this.dir, { recursive: true, mode: 0o700 });
-    const info = await stat(this.dir);
-    if (!info.isDirectory()) throw new EnvironmentError(`state dir ${this.dir} is not a directory`);
-    if (info.mode & 0o022) throw new EnvironmentError(`state dir ${this.dir} is writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run: chmod 700 ${this.dir}`);
-    if (typeof process.getuid === 'function' && info.uid !== process.getuid()) {
-      throw new EnvironmentError(`state dir ${this.dir} belongs to uid ${info.uid}, not to this user (uid ${process.getuid()})`);
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    const rest = relative(this.root, this.dir);
+    if (rest.startsWith('..')) throw new EnvironmentError(`internal: state dir ${this.dir} is not inside ${this.root}`);
+    const parts = rest === '' ? [] : rest.split(sep);
+    let path = this.root;
+    await checkComponent(path);
+    for (const part of parts) {
+      path = join(path, part);
+      await mkdir(path, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
+        if (error.code !== 'EEXIST') throw error;
+      });
+      await checkComponent(path);
     }
   }
 
@@ -76,28 +119,69 @@ export class StateStore {
     return names.flatMap((n) => /^gen-(\d{8})\.json$/.exec(n)?.[1] ?? []).map(Number).sort((a, b) => a - b);
   }
 
-  async get(generation: number): Promise<Generation | undefined> {
+  private async read(generation: number): Promise<ReadResult> {
+    const file = join(this.dir, fileName(generation));
+    let text: string;
     try {
-      return JSON.parse(await readFile(join(this.dir, fileName(generation)), 'utf8')) as Generation;
+      text = await readFile(file, 'utf8');
     } catch (error) {
       if ((error as NodeJS.ErrnoException).code === 'ENOENT') return undefined;
-      throw new EnvironmentError(`generation ${generation} in ${this.dir} is unreadable: ${(error as Error).message}`);
+      return { corrupt: { generation, file, reason: (error as Error).message } };
     }
+    let value: unknown;
+    try {
+      value = JSON.parse(text);
+    } catch (error) {
+      return { corrupt: { generation, file, reason: `not valid JSON (${(error as Error).message})` } };
+    }
+    const problem = problemOf(value, generation);
+    return problem ? { corrupt: { generation, file, reason: problem } } : { generation: value as Generation };
   }
 
-  async latest(): Promise<Generation | undefined> {
+  /** One generation; undefined when there is none of that number; UsageError when it is corrupt. */
+  async get(generation: number): Promise<Generation | undefined> {
+    const result = await this.read(generation);
+    if (result && 'corrupt' in result) throw new UsageError(`generation ${generation} (${result.corrupt.file}) is unreadable: ${result.corrupt.reason}; pick another one (see natctl history)`);
+    return result?.generation;
+  }
+
+  /** The newest readable generation, and the corrupt ones newer than it. */
+  async latest(): Promise<{ generation: Generation | undefined; corrupt: CorruptGeneration[] }> {
     const numbers = await this.numbers();
-    const last = numbers[numbers.length - 1];
-    return last === undefined ? undefined : this.get(last);
+    const corrupt: CorruptGeneration[] = [];
+    for (const n of numbers.reverse()) {
+      const result = await this.read(n);
+      if (result && 'corrupt' in result) corrupt.push(result.corrupt);
+      else if (result) return { generation: result.generation, corrupt };
+    }
+    return { generation: undefined, corrupt };
+  }
+
+  /** Every generation, oldest first, and the files that could not be read. */
+  async scan(): Promise<{ generations: Generation[]; corrupt: CorruptGeneration[] }> {
+    const generations: Generation[] = [];
+    const corrupt: CorruptGeneration[] = [];
+    for (const n of await this.numbers()) {
+      const result = await this.read(n);
+      if (result && 'corrupt' in result) corrupt.push(result.corrupt);
+      else if (result) generations.push(result.generation);
+    }
+    return { generations, corrupt };
   }
 
   async list(): Promise<Generation[]> {
-    const out: Generation[] = [];
-    for (const n of await this.numbers()) {
-      const generation = await this.get(n);
-      if (generation) out.push(generation);
-    }
-    return out;
+    return (await this.scan()).generations;
+  }
+
+  /**
+   * Removes generation temp files a killed or failed writer left behind. Call only while
+   * holding the apply lock: every writer holds it too.
+   */
+  async sweepTemp(): Promise<number> {
+    const names = await readdir(this.dir).catch(() => [] as string[]);
+    const stale = names.filter((n) => tempPattern.test(n));
+    await Promise.all(stale.map((n) => rm(join(this.dir, n), { force: true })));
+    return stale.length;
   }
 
   async record(entry: Omit<Generation, 'generation' | 'time'>): Promise<Generation> {
@@ -110,4 +194,13 @@ export class StateStore {
     await Promise.all(stale.map((n) => rm(join(this.dir, fileName(n)), { force: true })));
     return generation;
   }
+}
+
+async function checkComponent(path: string): Promise<void> {
+  const info = await lstat(path);
+  if (info.isSymbolicLink()) throw new EnvironmentError(`state dir component ${path} is a symlink; natctl does not follow symlinks in its state dir (replace it with a directory, mode 700)`);
+  if (!info.isDirectory()) throw new EnvironmentError(`state dir component ${path} is not a directory`);
+  const uid = typeof process.getuid === 'function' ? process.getuid() : 0;
+  if (info.uid !== uid && info.uid !== 0) throw new EnvironmentError(`state dir component ${path} belongs to uid ${info.uid}, not to this user (uid ${uid}) or root`);
+  if (info.mode & 0o022) throw new EnvironmentError(`state dir component ${path} is writable by group or others (mode ${(info.mode & 0o777).toString(8)}); run: chmod 700 ${path}`);
 }

@@ -3,7 +3,7 @@
 // followed by a look at the kernel's ruleset (counters stripped) and by traffic.
 import { execa } from 'execa';
 import { existsSync } from 'node:fs';
-import { readdir, rm, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readdir, readFile, rm, symlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
@@ -158,21 +158,143 @@ describe.runIf(enabled)('fault injection on a real kernel', () => {
     expect((await box.natctl(['status'])).exitCode).toBe(0);
   });
 
-  it('a waiting apply gives up after --lock-timeout with exit 4, naming the holder', async () => {
-    const holder = execa('sleep', ['30']);
+  it('a waiting apply gives up after --lock-timeout with exit 4, naming the holder; the kernel frees the lock of a SIGKILLed holder (issue 7 item 11)', async () => {
     const lockDir = join(box.stateDir, 'netns', box.host);
-    await writeFile(join(lockDir, 'lock'), JSON.stringify({ pid: holder.pid }), { mode: 0o600 });
+    // A real holder: a process that takes natctl's lock the way natctl does, then hangs.
+    const script = `import { acquireLock } from ${JSON.stringify(join(repoRoot, 'dist/engine/lock.js'))};
+      await acquireLock(${JSON.stringify(lockDir)}, 5000); process.stdout.write('locked\\n'); setInterval(() => {}, 1000);`;
+    const holder = execa(process.execPath, ['--input-type=module', '-e', script], { reject: false });
     try {
+      await new Promise<void>((resolve, reject) => {
+        holder.stdout?.on('data', (chunk: Buffer) => (String(chunk).includes('locked') ? resolve() : undefined));
+        void holder.then(() => reject(new Error('the lock holder exited')));
+      });
       const result = await box.natctl(['apply', '-f', fileB, '--lock-timeout', '1']);
       expect(result.exitCode).toBe(4);
       expect(result.stderr).toContain(`pid ${holder.pid}`);
       expect(await live()).toBe(rulesetA);
     } finally {
       holder.kill('SIGKILL');
-      await holder.catch(() => undefined);
+      await holder;
     }
-    // The holder is dead now: its lock no longer blocks anyone.
+    // The holder died without cleaning up (its pid is still in the file): the kernel released its lock.
+    expect(await readFile(join(lockDir, 'lock'), 'utf8')).toContain(String(holder.pid));
     expect((await box.natctl(['apply', '-f', fileA, '--lock-timeout', '1'])).exitCode).toBe(0);
+    // An empty (truncated) lock file, as a crash between create and write leaves, blocks nobody.
+    await writeFile(join(lockDir, 'lock'), '', { mode: 0o600 });
+    expect((await box.natctl(['apply', '-f', fileA, '--lock-timeout', '1'])).exitCode).toBe(0);
+  });
+
+  it('allow and except lists that nft merges (adjacent prefixes, address runs) verify and apply (issue 7 item 7)', async () => {
+    const merged = await box.writeConfig('merged.json', {
+      ...configA,
+      mappings: [{ name: 'web', hostPort: 8080, target: `${addr.c1}:80`, allow: ['198.18.5.0/25', '198.18.5.128/25', '198.18.7.1', '198.18.7.2', '198.18.7.3', `${addr.ext}`] }],
+      block: [{ name: 'x', hostPort: 9999, except: ['198.18.10.0/24', '198.18.11.0/24'] }],
+    });
+    const applied = await box.natctl(['apply', '-f', merged]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    expect((await box.natctl(['status'])).exitCode).toBe(0);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+    expect((await box.natctl(['apply', '-f', fileA])).exitCode).toBe(0);
+    expect(await live()).toBe(rulesetA);
+  });
+
+  it('a load the kernel holds differently (a rewritten DNAT target, same rule count) fails verification, is restored, and is never recorded (issue 7 item 7)', async () => {
+    const historyBefore = (await box.natctl(['history', '--json'])).stdout;
+    const result = await box.natctl(['apply', '-f', fileB], env('tamper', { FAKE_NFT_TAMPER_TO: `${addr.c1}:80` }));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/failed verification: chain m-web rule 1 differs/);
+    expect(result.stderr).toMatch(/restored and verified/);
+    expect(await live()).toBe(rulesetA);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8081)).toBe('ERR ECONNREFUSED');
+    expect((await box.natctl(['history', '--json'])).stdout).toBe(historyBefore);
+    expect((await box.natctl(['status'])).exitCode).toBe(0);
+  });
+
+  it('a restore that reports failure but did restore is read back: exit 1, not 5 (issue 7 item 10)', async () => {
+    const result = await box.natctl(['apply', '-f', fileB], env('fail-after-load'));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/restored and verified/);
+    expect(await live()).toBe(rulesetA);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+  });
+
+  it('objects added to natctl\'s table by hand are put back by a restore (issue 7 item 9)', async () => {
+    await box.exec(box.host, 'nft', ['add set inet natctl hand { type ipv4_addr; elements = { 198.18.0.9 } }']);
+    await box.exec(box.host, 'nft', ['add counter inet natctl hits']);
+    const withHand = await live();
+    expect(withHand).toContain('set hand');
+    await rm(join(box.workDir, 'failed-once'), { force: true });
+    const result = await box.natctl(['apply', '-f', fileB], env('load-then-fail'));
+    expect(result.exitCode, result.stderr).toBe(1);
+    expect(result.stderr).toMatch(/restored and verified/);
+    expect(await live()).toBe(withHand);
+    // A plain apply replaces natctl's table whole, hand-made objects included.
+    expect((await box.natctl(['apply', '-f', fileA])).exitCode).toBe(0);
+    expect(await live()).toBe(rulesetA);
+  });
+
+  it('a state dir that fills up after a successful load: the previous ruleset is restored, exit 1, no temp file left (issue 7 item 8)', async () => {
+    const full = join(box.workDir, 'full-state');
+    await mkdir(full, { mode: 0o700 });
+    // A 1 MiB tmpfs as the state dir, in a private mount namespace (gone when the command ends).
+    const script = [
+      'set -u',
+      'mount -t tmpfs -o size=1m,mode=0700 natctl-full "$1"',
+      '"$2" "$3" --netns "$4" --state-dir "$1" apply -f "$5"',
+      'echo "exit=$?"',
+      'ls -a "$1/netns/$4"',
+    ].join('\n');
+    const result = await execa('unshare', ['--mount', '--propagation', 'private', 'sh', '-c', script, 'sh', full, process.execPath, join(repoRoot, 'dist/cli/main.js'), box.host, fileB], {
+      env: env('load-then-fill', { FAKE_NFT_FILL: full }), reject: false,
+    });
+    expect(result.stdout, result.stderr).toContain('exit=1');
+    expect(result.stderr).toMatch(/could not be recorded .*(ENOSPC|no space left)/i);
+    expect(result.stderr).toMatch(/restored and verified/);
+    expect(result.stdout).not.toMatch(/gen-\d+\.json/);
+    expect(result.stdout).not.toMatch(/tmp-\d+/);
+    expect(await live()).toBe(rulesetA);
+  });
+
+  it('generation temp files left by a writer killed between write and rename are swept (issue 7 item 8)', async () => {
+    const dir = join(box.stateDir, 'netns', box.host);
+    await writeFile(join(dir, 'gen-00000999.json.tmp-4242'), '{"generation": 9', { mode: 0o600 });
+    expect((await box.natctl(['apply', '-f', fileA])).exitCode).toBe(0);
+    expect((await readdir(dir)).filter((n) => n.includes('.tmp-'))).toEqual([]);
+  });
+
+  it('refuses a state dir with a group/other-writable component or a symlink below it, exit 3 (issue 7 item 12)', async () => {
+    const root = join(box.workDir, 'unsafe-state');
+    const elsewhere = join(box.workDir, 'elsewhere');
+    await mkdir(join(root, 'netns'), { recursive: true, mode: 0o700 });
+    await mkdir(elsewhere, { mode: 0o700 });
+    await chmod(join(root, 'netns'), 0o777);
+    await symlink(elsewhere, join(root, 'netns', box.host));
+    const run = (): Promise<{ exitCode: number; stderr: string }> =>
+      execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', box.host, '--state-dir', root, 'apply', '-f', fileB], { reject: false }) as never;
+    const open = await run();
+    expect(open.exitCode).toBe(3);
+    expect(open.stderr).toMatch(/netns is writable by group or others/);
+    await chmod(join(root, 'netns'), 0o700);
+    const linked = await run();
+    expect(linked.exitCode).toBe(3);
+    expect(linked.stderr).toMatch(/is a symlink/);
+    expect(await readdir(elsewhere)).toEqual([]);
+    expect(await live()).toBe(rulesetA);
+  });
+
+  it('a corrupt generation blocks neither history, plan nor apply: it is skipped and reported (issue 7 item 13)', async () => {
+    const dir = join(box.stateDir, 'netns', box.host);
+    const oldest = (await readdir(dir)).filter((n) => /^gen-\d{8}\.json$/.test(n)).sort()[0]!;
+    await writeFile(join(dir, oldest), '{"generation": 1, "ti', { mode: 0o600 });
+    const history = await box.natctl(['history', '--json']);
+    expect(history.exitCode).toBe(0);
+    expect(history.stderr).toContain(`is unreadable and was skipped (${join(dir, oldest)}`);
+    expect(JSON.parse(history.stdout).length).toBeGreaterThan(0);
+    expect((await box.natctl(['plan', '-f', fileB])).exitCode).toBe(0);
+    const applied = await box.natctl(['apply', '-f', fileA]);
+    expect(applied.exitCode, applied.stderr).toBe(0);
+    expect(await live()).toBe(rulesetA);
   });
 
   it('rollback re-applies the previous generation through the verified path', async () => {

@@ -6,6 +6,12 @@
 #   slow            loads after sleeping $FAKE_NFT_DELAY seconds (a window for SIGKILL)
 #   break           loads for real and reports failure, then refuses every later load
 #                   (so natctl's restore fails too: the exit-5 path)
+#   fail-after-load loads every batch for real, then reports failure (natctl's restore too:
+#                   only reading the kernel back tells that it worked)
+#   tamper          loads for real, then rewrites the DNAT target of mapping "web" to
+#                   $FAKE_NFT_TAMPER_TO (same rule count; first load only)
+#   load-then-fill  loads for real, then fills the file system of $FAKE_NFT_FILL (first load
+#                   only): the state dir is full when natctl records the generation
 # and with FAKE_NFT_REFUSE=TEXT refuses any batch, checked or committed, that contains TEXT
 # (a stand-in for a kernel that objects to one object of the batch).
 is_load=0
@@ -47,6 +53,27 @@ if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
         echo "Error: Could not process rule: Device or resource busy" >&2
       fi
       exit 1 ;;
+    fail-after-load)
+      "$REAL_NFT" "$@" || exit 1
+      echo "Error: Could not process rule: No buffer space available" >&2
+      exit 1 ;;
+    tamper)
+      if [ ! -e "$FAKE_NFT_STATE/tampered" ]; then
+        touch "$FAKE_NFT_STATE/tampered"
+        "$REAL_NFT" "$@" || exit 1
+        line=$("$REAL_NFT" -a list chain inet natctl m-web | grep ' dnat ')
+        handle=${line##*# handle }
+        rule=$(printf '%s' "${line% # handle*}" | sed -e "s/dnat ip to [^ ]*/dnat ip to $FAKE_NFT_TAMPER_TO/" -e 's/counter packets [0-9]* bytes [0-9]*/counter/')
+        "$REAL_NFT" "replace rule inet natctl m-web handle $handle $rule" || exit 1
+        exit 0
+      fi ;;
+    load-then-fill)
+      if [ ! -e "$FAKE_NFT_STATE/filled" ]; then
+        touch "$FAKE_NFT_STATE/filled"
+        "$REAL_NFT" "$@" || exit 1
+        cat /dev/zero > "$FAKE_NFT_FILL/fill" 2>/dev/null
+        exit 0
+      fi ;;
   esac
 fi
 exec "$REAL_NFT" "$@"

@@ -108,6 +108,45 @@ describe('controller', () => {
     expect((error as Error).message).toMatch(/natctl rollback/);
   });
 
+  it('a restore that reports failure but did put the snapshot back is read back: exit 1, not 5 (issue 7 item 10)', async () => {
+    await controller.apply(configA);
+    const before = backend.live;
+    backend.corruptNextLoad = 'garbage';
+    backend.restore = async (live) => {
+      backend.live = live;
+      throw new Error('restore reported failure');
+    };
+    const error = await controller.apply(configB).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApplyError);
+    expect((error as ApplyError).exitCode).toBe(1);
+    expect((error as Error).message).toMatch(/restored and verified/);
+    expect(backend.live).toBe(before);
+  });
+
+  it('a generation that cannot be recorded (ENOSPC) restores the previous ruleset and exits 1 (issue 7 item 8)', async () => {
+    await controller.apply(configA);
+    const before = backend.live;
+    controller.state.record = async () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const error = await controller.apply(configB).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApplyError);
+    expect((error as Error).message).toMatch(/could not be recorded .*ENOSPC[\s\S]*restored and verified/);
+    expect(backend.live).toBe(before);
+    expect((await controller.history()).length).toBe(1);
+  });
+
+  it('refuses up front, untouched, to manage a table whose snapshot it could not restore (issue 7 item 9)', async () => {
+    await controller.apply(configA);
+    const before = backend.live;
+    (backend as FakeBackend & { restorable: () => Promise<string[]> }).restorable = async () => ['natctl\'s table holds objects it did not create (set hand)'];
+    const error = await controller.apply(configB).catch((e: unknown) => e);
+    expect((error as { exitCode?: number }).exitCode).toBe(3);
+    expect((error as Error).message).toMatch(/set hand[\s\S]*nothing was changed/);
+    expect(backend.loads).toBe(1);
+    expect(backend.live).toBe(before);
+  });
+
   it('refuses a state dir that group or others can write', async () => {
     const open = join(dir, 'open');
     await mkdir(open, { mode: 0o777 });

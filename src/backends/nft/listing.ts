@@ -2,6 +2,7 @@
 // out counters, comparing its shape with a batch, and turning it back into a batch.
 import type { LiveState, MappingCounters } from '../backend.js';
 import type { NftCommand, NftDocument, NftListing, NftObject } from './json.js';
+import { ipFamily, ipToBig } from '../../config/addr.js';
 import { tableFamily, tableName } from './render.js';
 
 type ListedObject = Exclude<NftListing['nftables'][number], { metainfo: unknown }>;
@@ -64,48 +65,227 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
   return { raw, normalized: normalizeListing(listing), counters: [...counters.values()], blocked };
 }
 
-interface Shape {
-  chains: Map<string, number>;
-  maps: Map<string, number>;
-  /** Every map element as text ("map key => verdict"), sorted. */
-  elements: string[];
+/** Any object of a listing (chain, rule, map, set, counter, quota, flowtable, ...), keyed by its kind. */
+type AnyObject = Record<string, Record<string, unknown>>;
+const kindOf = (object: object): string => Object.keys(object)[0] ?? '';
+const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * One canonical text for an expression, whichever side wrote it. nft lists back what it was
+ * given with a few rewrites (nft 1.0.6), undone here on both sides: an anonymous set of one
+ * element is listed as the element, `in` on a set as `==`, set elements in its own order, one
+ * flag bare or in a list;
+ * handles are dropped and counters zeroed.
+ */
+function canonical(value: unknown): string {
+  if (Array.isArray(value)) return `[${value.map(canonical).join(',')}]`;
+  if (typeof value === 'string') return ipFamily(value) === undefined ? JSON.stringify(value) : (intervalsText([value]) ?? JSON.stringify(value));
+  if (value === null || typeof value !== 'object') return JSON.stringify(value);
+  const object = value as Record<string, unknown>;
+  const keys = Object.keys(object);
+  if (keys.length === 1 && keys[0] === 'set' && Array.isArray(object.set)) {
+    const items = object.set as unknown[];
+    const merged = intervalsText(items);
+    if (merged !== undefined) return merged;
+    const texts = items.map(canonical);
+    return texts.length === 1 ? texts[0]! : `{"set":[${texts.sort(byText).join(',')}]}`;
+  }
+  if (keys.length === 1 && (keys[0] === 'prefix' || keys[0] === 'range')) {
+    const merged = intervalsText([object]);
+    if (merged !== undefined) return merged;
+  }
+  // Written straight to text (no intermediate objects): a listing of 10,000 mappings is 40,000 objects.
+  let out = '';
+  for (const key of keys.sort(byText)) {
+    if (key === 'handle') continue;
+    const child = object[key];
+    let text: string;
+    if (key === 'counter' && child !== null && typeof child === 'object' && !Array.isArray(child)) text = '{"bytes":0,"packets":0}';
+    else if (key === 'op' && child === 'in') text = '"=="';
+    else if (key === 'flags' && Array.isArray(child) && child.length === 1) text = canonical(child[0]); // one flag: nft may list it bare
+    else if (key === 'elem' && Array.isArray(child)) text = `[${child.map(canonical).sort(byText).join(',')}]`;
+    else text = canonical(child);
+    out += `${out ? ',' : ''}${JSON.stringify(key)}:${text}`;
+  }
+  return `{${out}}`;
 }
 
-function shapeOfObjects(objects: NftObject[]): Shape {
-  const shape: Shape = { chains: new Map(), maps: new Map(), elements: [] };
+type Interval = { kind: 'ip4' | 'ip6' | 'number'; from: bigint; to: bigint };
+
+/** An address, prefix, port or range of either as the interval it covers; undefined for anything else. */
+function intervalOf(item: unknown): Interval | undefined {
+  if (typeof item === 'number' && Number.isInteger(item)) return { kind: 'number', from: BigInt(item), to: BigInt(item) };
+  if (typeof item === 'string') {
+    const family = ipFamily(item);
+    if (family === undefined) return undefined;
+    const at = ipToBig(item);
+    return { kind: family === 4 ? 'ip4' : 'ip6', from: at, to: at };
+  }
+  if (item === null || typeof item !== 'object' || Array.isArray(item)) return undefined;
+  const object = item as Record<string, unknown>;
+  if (Object.keys(object).length !== 1) return undefined;
+  const prefix = object.prefix as { addr?: unknown; len?: unknown } | undefined;
+  if (prefix && typeof prefix.addr === 'string' && typeof prefix.len === 'number') {
+    const family = ipFamily(prefix.addr);
+    if (family === undefined) return undefined;
+    const host = BigInt((family === 4 ? 32 : 128) - prefix.len);
+    const from = (ipToBig(prefix.addr) >> host) << host;
+    return { kind: family === 4 ? 'ip4' : 'ip6', from, to: from + (1n << host) - 1n };
+  }
+  const range = object.range;
+  if (Array.isArray(range) && range.length === 2) {
+    const [low, high] = [intervalOf(range[0]), intervalOf(range[1])];
+    if (!low || !high || low.kind !== high.kind) return undefined;
+    return { kind: low.kind, from: low.from, to: high.to };
+  }
+  return undefined;
+}
+
+/**
+ * The addresses or ports a set (or one prefix or range) covers, merged: nft merges adjacent and
+ * overlapping intervals of an anonymous set (two /25 are listed as one /24, 1, 2, 3 as 1-3, a
+ * /24 and an address in it as the /24). A lone port stays a number, as nft lists it.
+ */
+function intervalsText(items: unknown[]): string | undefined {
+  const intervals: Interval[] = [];
+  for (const item of items) {
+    const interval = intervalOf(item);
+    if (!interval || (intervals[0] && intervals[0].kind !== interval.kind)) return undefined;
+    intervals.push(interval);
+  }
+  if (!intervals.length) return undefined;
+  intervals.sort((a, b) => (a.from < b.from ? -1 : a.from > b.from ? 1 : 0));
+  const merged: Interval[] = [];
+  for (const interval of intervals) {
+    const last = merged[merged.length - 1];
+    if (last && interval.from <= last.to + 1n) {
+      if (interval.to > last.to) last.to = interval.to;
+    } else merged.push({ ...interval });
+  }
+  const kind = merged[0]!.kind;
+  if (kind === 'number' && merged.length === 1 && merged[0]!.from === merged[0]!.to) return String(merged[0]!.from);
+  return `{"${kind}":"${merged.map((i) => (i.from === i.to ? `${i.from}` : `${i.from}-${i.to}`)).join(',')}"}`;
+}
+
+const short = (value: string): string => (value.length > 300 ? `${value.slice(0, 300)}...` : value);
+/** An object as a person reads it in a problem message (as written, without handle). */
+const display = (value: unknown): string => short(JSON.stringify(value, (key, child: unknown) => (key === 'handle' ? undefined : child)));
+
+/**
+ * A cheap exact text of a rule (handle dropped, counters zeroed). Equal cheap texts mean equal
+ * rules; only rules whose cheap texts differ (nft's rewrites, or a real difference) pay for
+ * `canonical`. Keeps verify of 10,000 mappings well under the cost of the load itself.
+ */
+function cheapRule(body: Record<string, unknown>): string {
+  const expr = JSON.stringify(body.expr).replace(/"counter":\{"packets":\d+,"bytes":\d+\}/g, '"counter":{"packets":0,"bytes":0}');
+  return `${String(body.family)} ${String(body.table)} ${String(body.chain)} ${JSON.stringify(body.comment ?? null)} ${expr}`;
+}
+
+function sameRule(a: Record<string, unknown>, b: Record<string, unknown>): boolean {
+  return cheapRule(a) === cheapRule(b) || canonical(a) === canonical(b);
+}
+
+/** A cheap exact text of a definition, in its own key order, without handle and elements (see cheapRule). */
+function cheapDefinition(body: Record<string, unknown>): string {
+  let out = '';
+  for (const key in body) if (key !== 'handle' && key !== 'elem') out += `${key}=${JSON.stringify(body[key])};`;
+  return out;
+}
+
+/** An object's definition without its elements (compared separately, as sets). */
+function definitionOf(body: Record<string, unknown>): string {
+  if (!('elem' in body)) return canonical(body);
+  const { elem: _elem, ...definition } = body;
+  return canonical(definition);
+}
+
+/** Elements compared as sets: cheap texts first, canonical texts when those differ. Returns the wanted elements the kernel lacks. */
+function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
+  const cheapWanted = wanted.map((e) => JSON.stringify(e)).sort(byText);
+  const cheapHeld = held.map((e) => JSON.stringify(e)).sort(byText);
+  if (cheapWanted.length === cheapHeld.length && cheapWanted.every((e, i) => e === cheapHeld[i])) return [];
+  const have = new Set(held.map(canonical));
+  return wanted.filter((e) => !have.has(canonical(e)));
+}
+
+type Body = Record<string, unknown>;
+
+interface Contents {
+  /** Chains, maps, sets and every other named object, by "kind name". */
+  objects: Map<string, Body>;
+  /** Rules of each chain, in order. */
+  rules: Map<string, Body[]>;
+}
+
+function contentsOf(objects: AnyObject[]): Contents {
+  const contents: Contents = { objects: new Map(), rules: new Map() };
   for (const object of objects) {
-    if ('chain' in object) shape.chains.set(object.chain.name, shape.chains.get(object.chain.name) ?? 0);
-    else if ('rule' in object) shape.chains.set(object.rule.chain, (shape.chains.get(object.rule.chain) ?? 0) + 1);
-    else if ('map' in object) {
-      const elem = object.map.elem ?? [];
-      shape.maps.set(object.map.name, (shape.maps.get(object.map.name) ?? 0) + elem.length);
-      for (const [key, verdict] of elem) shape.elements.push(`${object.map.name} ${JSON.stringify(key)} => ${JSON.stringify(verdict)}`);
+    const kind = kindOf(object);
+    const body = object[kind]!;
+    if (kind === 'table') continue;
+    if (kind === 'rule') {
+      const chain = String(body.chain);
+      const list = contents.rules.get(chain);
+      if (list) list.push(body);
+      else contents.rules.set(chain, [body]);
+      continue;
     }
+    contents.objects.set(`${kind} ${String(body.name)}`, body);
   }
-  shape.elements.sort();
-  return shape;
+  return contents;
 }
 
-/** Compares chains, rule counts and map sizes of a batch with a listing. */
-export function compareShapes(document: NftDocument, listing: NftListing | null): string[] {
-  const wanted = shapeOfObjects(document.nftables.flatMap((c) => ('add' in c ? [c.add] : [])).filter((o) => !('table' in o)));
-  const live: Shape = listing ? shapeOfObjects(objectsOf(listing)) : { chains: new Map(), maps: new Map(), elements: [] };
+/**
+ * Compares what the kernel holds with what a batch declared, object by object and rule by
+ * rule (canonical forms, see `canonical`): a rule whose DNAT target, match or verdict differs
+ * is caught even when every count agrees.
+ */
+export function verifyListing(document: NftDocument, listing: NftListing | null): string[] {
+  const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
+  const wanted = contentsOf(declared);
+  const live = contentsOf(listing ? (objectsOf(listing) as unknown as AnyObject[]) : []);
   const problems: string[] = [];
-  for (const [kind, want, have] of [['chain', wanted.chains, live.chains], ['map', wanted.maps, live.maps]] as const) {
-    const unit = kind === 'chain' ? 'rules' : 'elements';
-    for (const [name, count] of want) {
-      const found = have.get(name);
-      if (found === undefined) problems.push(`${kind} ${name} is missing`);
-      else if (found !== count) problems.push(`${kind} ${name} has ${found} ${unit}, expected ${count}`);
+  for (const [name, body] of wanted.objects) {
+    const found = live.objects.get(name);
+    if (found === undefined) {
+      problems.push(`${name} is missing`);
+      continue;
     }
-    for (const name of have.keys()) if (!want.has(name)) problems.push(`${kind} ${name} is not declared`);
+    if (cheapDefinition(body) !== cheapDefinition(found)) {
+      const [want, have] = [definitionOf(body), definitionOf(found)];
+      if (want !== have) problems.push(`${name} differs: kernel holds ${display({ ...found, elem: undefined })}, expected ${display({ ...body, elem: undefined })}`);
+    }
+    const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
+    const heldElements = Array.isArray(found.elem) ? (found.elem as unknown[]) : [];
+    if (heldElements.length !== wantedElements.length) problems.push(`${name} has ${heldElements.length} elements, expected ${wantedElements.length}`);
+    // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
+    for (const element of missingElements(wantedElements, heldElements)) problems.push(`${name} element missing or different: ${display(element)}`);
   }
-  // Same sizes are not enough: every dispatch entry must send the same key to the same chain.
-  if (!problems.length) {
-    const held = new Set(live.elements);
-    for (const element of wanted.elements) if (!held.has(element)) problems.push(`map element missing or different: ${element}`);
+  for (const name of live.objects.keys()) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
+  for (const [name, body] of wanted.objects) {
+    if (!name.startsWith('chain ')) continue;
+    const chain = String(body.name);
+    if (!live.objects.has(name)) continue; // reported as a missing chain
+    const rules = wanted.rules.get(chain) ?? [];
+    const held = live.rules.get(chain) ?? [];
+    if (held.length !== rules.length) {
+      problems.push(`chain ${chain} has ${held.length} rules, expected ${rules.length}`);
+      continue;
+    }
+    rules.forEach((rule, index) => {
+      if (!sameRule(rule, held[index]!)) problems.push(`chain ${chain} rule ${index + 1} differs: kernel holds ${display(held[index])}, expected ${display(rule)}`);
+    });
   }
   return problems;
+}
+
+/** Kinds natctl itself creates; anything else in its table was added by hand. */
+const ownKinds = new Set(['table', 'chain', 'map', 'rule']);
+
+/** Objects of a listing natctl did not create (named sets, counters, quotas, ...), as "kind name". */
+export function foreignObjects(listing: NftListing | null): string[] {
+  if (!listing) return [];
+  return (objectsOf(listing) as unknown as AnyObject[]).filter((o) => !ownKinds.has(kindOf(o))).map((o) => `${kindOf(o)} ${String(o[kindOf(o)]!.name)}`);
 }
 
 const stripHandle = <T extends object>(value: T): T => {
@@ -113,16 +293,25 @@ const stripHandle = <T extends object>(value: T): T => {
   return rest as T;
 };
 
-/** A listing as a batch that recreates it exactly: chains, then maps with their elements (which jump to chains), then rules (see render.ts). */
+/**
+ * A listing as a batch that recreates it exactly, every object it holds (chains, maps,
+ * sets, counters, quotas, ... even ones added by hand): chains first, then the named objects
+ * with their elements (map elements jump to chains), then rules (which reference both).
+ */
 export function listingToBatch(listing: NftListing | null): NftDocument {
   const table = { family: tableFamily, name: tableName };
   const commands: NftCommand[] = [{ add: { table } }, { delete: { table } }];
   if (!listing) return { nftables: commands };
-  const objects = objectsOf(listing);
+  const objects = objectsOf(listing) as unknown as AnyObject[];
   if (!objects.some((o) => 'table' in o)) return { nftables: commands };
   commands.push({ add: { table } });
-  for (const object of objects) if ('chain' in object) commands.push({ add: { chain: stripHandle(object.chain) } });
-  for (const object of objects) if ('map' in object) commands.push({ add: { map: stripHandle(object.map) } });
-  for (const object of objects) if ('rule' in object) commands.push({ add: { rule: stripHandle(object.rule) } });
+  const rank = (o: AnyObject): number => ('chain' in o ? 0 : 'rule' in o ? 2 : 1);
+  for (const pass of [0, 1, 2]) {
+    for (const object of objects) {
+      const kind = kindOf(object);
+      if (kind === 'table' || rank(object) !== pass) continue;
+      commands.push({ add: { [kind]: stripHandle(object[kind]!) } } as unknown as NftCommand);
+    }
+  }
   return { nftables: commands };
 }
