@@ -6,11 +6,12 @@ import { documentToText } from '../backends/nft/text.js';
 import { loadConfigFile } from '../config/load.js';
 import { configJsonSchema } from '../config/schema.js';
 import { Controller, type ControllerOptions } from '../engine/controller.js';
-import { ConfigError, ExitCode, NatctlError, UsageError } from '../errors.js';
+import { ConfigError, ExitCode, NatctlError } from '../errors.js';
 import { buildModel } from '../model/build.js';
 import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
+import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -96,13 +97,14 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
     .action(async (options: { file: string; format: string }) => {
       const model = buildModel(await loadConfigFile(options.file));
-      if (options.format === 'iptables') throw new UsageError('--format iptables needs the iptables-legacy backend, which this version does not include');
+      if (options.format === 'iptables') return void print(renderIptablesText(renderIptablesRules(model)));
       const document: NftDocument = renderNftDocument(model);
       print(options.format === 'nft' ? documentToText(document) : `${JSON.stringify(document, null, 2)}\n`);
     });
 
   program.command('status')
     .description(`live mappings with counters, and drift against the last apply (exit ${driftExitCode} on drift)`)
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
@@ -115,6 +117,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('flush')
     .description("remove everything natctl owns in the kernel, nothing else")
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
@@ -141,6 +144,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
       if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be a generation number');
       return Number(v);
     })
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (options: { to?: number }, command: Command) => {
       const opts = globals(command);

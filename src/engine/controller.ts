@@ -6,6 +6,7 @@ import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '
 import { createRunner, isRoot, type Runner } from '../backends/exec.js';
 import { FakeBackend } from '../backends/fake.js';
 import { NftBackend, nftBinary } from '../backends/nft/backend.js';
+import { IptablesBackend } from '../backends/iptables/backend.js';
 import { sweepTempFiles } from '../backends/tempfile.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
@@ -98,7 +99,7 @@ export class Controller {
     let backend: Backend;
     if (typeof choice === 'object') backend = choice;
     else if (choice === 'fake') backend = new FakeBackend();
-    else if (choice === 'iptables-legacy') throw new EnvironmentError('the iptables-legacy backend is not available in this version of natctl; use --backend nft');
+    else if (choice === 'iptables-legacy') backend = new IptablesBackend({ runner, tempDir: join(stateDir, 'tmp') });
     else {
       // Batch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
       const tempDir = join(stateDir, 'tmp');
