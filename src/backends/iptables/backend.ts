@@ -153,7 +153,8 @@ export class IptablesBackend implements Backend {
   }
 
   /**
-   * One restore per table and family, each atomic. When a later one fails, the tables already
+   * One restore per table and family, each atomic; tables already holding what is wanted are
+   * skipped. When a later one fails, the tables already
    * loaded are put back as they were and checked; the error says whether that worked.
    */
   async load(ruleset: Ruleset): Promise<void> {
@@ -162,7 +163,10 @@ export class IptablesBackend implements Backend {
     const loaded: string[] = [];
     for (const rules of wanted) {
       const key = tableKey(rules.family, rules.table);
-      const text = restoreText(rules, before.get(key) ?? null);
+      const current = before.get(key) ?? null;
+      // A table that already holds exactly this is left alone (its counters keep counting).
+      if (current && !compareTable(rules, current).length) continue;
+      const text = restoreText(rules, current);
       try {
         if (text !== null) await this.restore1(rules.family, rules.table, text, false);
         loaded.push(key);
