@@ -8,6 +8,8 @@ import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, MappingCounters, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
+import type { CheckResult } from '../../doctor/checks.js';
+import { iptablesDoctor } from './doctor.js';
 import { renderIptablesRules, renderText, tableText } from './render.js';
 import {
   type IptTable, type TableRules, type TableState, compareTable, firstJumpChains, normalizeTable, parseRestoreText, parseSave,
@@ -231,6 +233,11 @@ export class IptablesBackend implements Backend {
   /** Removes natctl's chains and the jumps into them; other rules stay as they are. */
   flush(): Promise<void> {
     return this.restore(null);
+  }
+
+  /** The checks that matter on an iptables-legacy host (docs/iptables.md), for `natctl doctor`. */
+  doctor(model?: Model): Promise<CheckResult[]> {
+    return iptablesDoctor(this.runner, model);
   }
 
   async version(): Promise<string> {
