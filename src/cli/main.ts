@@ -81,11 +81,12 @@ export function buildProgram(setExit: (code: number) => void): Command {
   program.command('plan')
     .description('what apply would add, change and remove, mapping by mapping')
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (options: { file: string }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
-      const controller = await Controller.open({ ...controllerOptions(opts), backend: 'nft' });
+      const controller = await Controller.open(controllerOptions(opts));
       const plan = await controller.plan(config);
       if (opts.json) printJson(plan);
       else print(formatPlan(plan));

@@ -162,12 +162,15 @@ describe.runIf(enabled)('iptables-legacy backend under faults', () => {
     expect(drift.missing.join('\n')).toContain('natctl mapping web ');
     expect(drift.missing.join('\n')).toContain('ipv6 filter jump FORWARD (first)');
     expect(drift.extra.join('\n')).toContain('--dport 9 -j DROP');
+    const plan = await natctl(['plan', '-f', fileA]);
+    expect(plan.stdout).toContain('the live ruleset differs from the last apply');
     const repaired = await natctl(['apply', '-f', fileA, '--json']);
     expect(repaired.exitCode, repaired.stderr).toBe(0);
     expect(JSON.parse(repaired.stdout)).toMatchObject({ changed: true, repairedDrift: true });
     expect(natctlLines(await save())).toBe(rulesA);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
     expect((await natctl(['status'])).exitCode).toBe(0);
+    expect((await natctl(['plan', '-f', fileA])).stdout).not.toContain('differs');
     // The operator's own rule stays, now after natctl's jump.
     const forward6 = (await box.exec(box.host, 'ip6tables-legacy-save', ['-t', 'filter'])).stdout.split('\n').filter((l) => l.startsWith('-A FORWARD'));
     expect(forward6.slice(0, 2)).toEqual(['-A FORWARD -j NATCTL-FORWARD', '-A FORWARD -p tcp -m tcp --dport 2226 -j ACCEPT']);
