@@ -87,6 +87,8 @@ function liveStateOf(states: TableState[]): LiveState {
 
 export class IptablesBackend implements Backend {
   readonly name = 'iptables-legacy' as const;
+  /** How an operator looks at what natctl holds (for recovery hints). */
+  readonly inspectCommand = 'iptables-legacy-save | grep NATCTL; ip6tables-legacy-save | grep NATCTL';
   private readonly runner: Runner;
   private readonly tempDir: string | undefined;
   private readonly wait: number;
