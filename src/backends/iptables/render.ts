@@ -8,7 +8,7 @@ import type { PortRange } from '../../config/ports.js';
 import { ConfigError, type ConfigProblem } from '../../errors.js';
 import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks } from '../../model/model.js';
 import { formatEndpoint } from '../../model/target.js';
-import { isLoopback } from '../../config/addr.js';
+import { ipFamily, ipToBig, isLoopback } from '../../config/addr.js';
 import { type IptTable, type Jump, type TableRules, restoreText, ruleChain, tableKey } from './rules.js';
 
 export const chains = {
@@ -66,19 +66,38 @@ export function iptablesProblems(model: Model): ConfigProblem[] {
 }
 
 const hostBits = (family: Family): number => (family === 4 ? 32 : 128);
-/** `-s`/`-d` form: always with a prefix length. */
-const ipPrefix = (cidr: Cidr): string => value(`${cidr.addr}/${cidr.prefix}`);
-const hostPrefix = (addr: string, family: Family): string => value(`${addr}/${hostBits(family)}`);
+
+/**
+ * An address as iptables-save prints it (glibc's inet_ntop): RFC 5952 like the model's form,
+ * except that IPv4-mapped (`::ffff:a.b.c.d`) and IPv4-compatible (`::a.b.c.d`) IPv6
+ * addresses end in dotted decimal.
+ */
+export function ntop(addr: string): string {
+  if (ipFamily(addr) !== 6) return addr;
+  const bits = ipToBig(addr);
+  const high = bits >> 32n;
+  const low = bits & 0xffffffffn;
+  const dotted = [24n, 16n, 8n, 0n].map((shift) => String((low >> shift) & 0xffn)).join('.');
+  if (high === 0xffffn) return `::ffff:${dotted}`;
+  if (high === 0n && low >> 16n !== 0n) return `::${dotted}`;
+  return addr;
+}
+
+/** A prefix of length 0 matches every address: iptables drops `-s`/`-d 0.0.0.0/0` (and `::/0`) from a rule. */
+const addrMatch = (flag: '-s' | '-d', cidr: Cidr): string => (cidr.prefix === 0 ? '' : `${flag} ${value(`${ntop(cidr.addr)}/${cidr.prefix}`)} `);
+const hostPrefix = (addr: string, family: Family): string => value(`${ntop(addr)}/${hostBits(family)}`);
 /** conntrack's form: a host address without its prefix length. */
-const ctAddr = (cidr: Cidr): string => value(cidr.prefix === hostBits(cidr.family) ? cidr.addr : `${cidr.addr}/${cidr.prefix}`);
+const ctAddr = (cidr: Cidr): string => value(cidr.prefix === hostBits(cidr.family) ? ntop(cidr.addr) : `${ntop(cidr.addr)}/${cidr.prefix}`);
+const snatTo = (from: string, to: string): string => `-j SNAT --to-source ${value(from === to ? ntop(from) : `${ntop(from)}-${ntop(to)}`)}`;
 const ports = (range: PortRange): string => (range.from === range.to ? String(range.from) : `${range.from}:${range.to}`);
 const dport = (proto: Proto, range: PortRange): string => `-p ${proto} -m ${proto} --dport ${ports(range)}`;
 
 /** DNAT to one target. A shifted range keeps Docker's positional meaning through `/BASE`: port h goes to target.from + (h - BASE). */
 function dnatTo(mapping: Mapping, target: Target): string {
-  const host = mapping.family === 6 ? `[${target.addr}]` : target.addr;
+  const addr = ntop(target.addr);
+  const host = mapping.family === 6 ? `[${addr}]` : addr;
   if (target.ports.from === target.ports.to) return `-j DNAT --to-destination ${value(`${host}:${target.ports.from}`)}`;
-  if (target.ports.from === mapping.hostPorts.from) return `-j DNAT --to-destination ${value(target.addr)}`;
+  if (target.ports.from === mapping.hostPorts.from) return `-j DNAT --to-destination ${value(addr)}`;
   return `-j DNAT --to-destination ${value(`${host}:${target.ports.from}-${target.ports.to}/${mapping.hostPorts.from}`)}`;
 }
 
@@ -203,22 +222,20 @@ function natTable(model: Model, family: Family, mine: Indexed[]): TableRules {
 
 function egressRule(network: Network, subnet: Cidr, egress: Egress): string | undefined {
   if (egress.kind === 'none') return undefined;
-  const source = `-s ${ipPrefix(subnet)}`;
-  if (egress.kind === 'masquerade') return `${source} ! -o ${value(network.name)} -j MASQUERADE`;
-  const to = `-j SNAT --to-source ${value(egress.to.from === egress.to.to ? egress.to.from : `${egress.to.from}-${egress.to.to}`)}`;
-  if (!egress.outInterface) return `${source} ! -o ${value(network.name)} ${to}`;
+  const source = addrMatch('-s', subnet);
+  if (egress.kind === 'masquerade') return `${source}! -o ${value(network.name)} -j MASQUERADE`;
+  const to = snatTo(egress.to.from, egress.to.to);
+  if (!egress.outInterface) return `${source}! -o ${value(network.name)} ${to}`;
   // iptables takes one -o per rule; leaving through the network's own interface never matches (nft: `oifname != NET oifname OUT`).
   if (egress.outInterface === network.name) return undefined;
-  return `${source} -o ${value(egress.outInterface)} ${to}`;
+  return `${source}-o ${value(egress.outInterface)} ${to}`;
 }
 
 function snatRule(rule: SnatRule): string {
-  const parts = [`-s ${ipPrefix(rule.source)}`];
-  if (rule.destination) parts.push(`-d ${ipPrefix(rule.destination)}`);
-  if (rule.outInterface) parts.push(`-o ${value(rule.outInterface)}`);
+  const out = rule.outInterface ? `-o ${value(rule.outInterface)} ` : '';
   const { action } = rule;
-  parts.push(action.kind === 'masquerade' ? '-j MASQUERADE' : `-j SNAT --to-source ${value(action.to.from === action.to.to ? action.to.from : `${action.to.from}-${action.to.to}`)}`);
-  return parts.join(' ');
+  const target = action.kind === 'masquerade' ? '-j MASQUERADE' : snatTo(action.to.from, action.to.to);
+  return `${addrMatch('-s', rule.source)}${rule.destination ? addrMatch('-d', rule.destination) : ''}${out}${target}`;
 }
 
 function postrouting(t: TableBuilder, model: Model, family: Family): void {
@@ -226,7 +243,7 @@ function postrouting(t: TableBuilder, model: Model, family: Family): void {
     if (!network.hairpin) continue;
     // Hairpin: a workload reaching a published port through the host address is sent back into its own network; masquerade so the reply returns through the host.
     for (const subnet of network.subnets.filter((s) => s.family === family)) {
-      t.rule(chains.postrouting, `-s ${ipPrefix(subnet)} -o ${value(network.name)} -m conntrack --ctstate DNAT -j MASQUERADE`);
+      t.rule(chains.postrouting, `${addrMatch('-s', subnet)}-o ${value(network.name)} -m conntrack --ctstate DNAT -j MASQUERADE`);
     }
   }
   // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
@@ -262,7 +279,7 @@ function filterTable(model: Model, family: Family, mine: Indexed[]): TableRules 
   blockRules(t, model, family);
   for (const proto of protos) {
     const leaves = mine.filter((m) => m.mapping.proto === proto).map(({ mapping, index }): Leaf => {
-      const bound = mapping.hostIp !== undefined ? `--ctorigdst ${value(mapping.hostIp)} ` : '';
+      const bound = mapping.hostIp !== undefined ? `--ctorigdst ${value(ntop(mapping.hostIp))} ` : '';
       const head = `-p ${proto} -m conntrack ${bound}--ctorigdstport ${ports(mapping.hostPorts)} ${comment(`natctl forward ${mapping.name}`)}`;
       if (!mapping.allow.length) return { ports: mapping.hostPorts, rules: [`${head} -j ACCEPT`] };
       // Judged on the connection's original source, so replies to an allowed client pass too.
