@@ -15,6 +15,8 @@ export { nativeBindingStatus, type NativeBindingStatus } from './backends/native
 export { FakeBackend } from './backends/fake.js';
 export { createBackend, backendChoices, type BackendChoice, type BackendOptions } from './backends/factory.js';
 export { BackendFailure, type FailureKind, failureKind, isNotFound, isExists, isPermission, isBusy } from './backends/failure.js';
+export { IptablesBackend, type IptablesBackendOptions } from './backends/iptables/backend.js';
+export { renderIptablesRules, type IptablesRender } from './backends/iptables/render.js';
 export { Controller, type ControllerOptions, type ApplyResult, type StatusReport, type MappingStatus, type Drift } from './engine/controller.js';
 export type { Plan, Change } from './engine/plan.js';
 export type { Generation } from './engine/state.js';
@@ -27,6 +29,7 @@ import { documentToText } from './backends/nft/text.js';
 import type { Config, ConfigInput } from './config/schema.js';
 import { parseConfigText } from './config/load.js';
 import type { NftDocument } from './backends/nft/json.js';
+import { renderIptablesRules, renderText as renderIptablesText } from './backends/iptables/render.js';
 
 /** parseConfig of docs/contract.md §5: YAML/JSON text, or an already-parsed value, to a validated config. */
 export function parseConfig(input: string | ConfigInput | unknown): Config {
@@ -41,4 +44,12 @@ export function renderNft(config: ConfigInput | unknown): NftDocument {
 /** Same, in nft's text syntax. */
 export function renderNftText(config: ConfigInput | unknown): string {
   return documentToText(renderNft(config));
+}
+
+/**
+ * Config (parsed or typed) -> the iptables-legacy restore input natctl would load: nat and
+ * filter for IPv4, then IPv6, each under a `#` line naming its command. Pure.
+ */
+export function renderIptables(config: ConfigInput | unknown): string {
+  return renderIptablesText(renderIptablesRules(buildModel(parseConfigObject(config))));
 }

@@ -1,14 +1,27 @@
 // What every backend does, so the engine (plan/apply/rollback) never knows which one it
 // drives: render a model, load it atomically, read the live state back.
 import type { CheckResult } from '../doctor/checks.js';
-import type { Model } from '../model/model.js';
+import type { Family, Model } from '../model/model.js';
 
 export type BackendName = 'nft' | 'iptables-legacy' | 'fake';
 
-/** A ruleset as a backend loads it: `text` is exactly what goes to the kernel tool. */
+/** One separately committed part of a ruleset (iptables: one table of one family). */
+export interface RulesetPayload {
+  family: Family;
+  table: string;
+  /** Exactly what goes to the kernel tool for this part. */
+  text: string;
+}
+
+/**
+ * A ruleset as a backend loads it: `text` is exactly what goes to the kernel tool (the nft
+ * batch), or, for a backend that commits in several parts (`payloads`), all of them joined
+ * in a displayable form; `text` is what is hashed and recorded either way.
+ */
 export interface Ruleset {
   backend: BackendName;
   text: string;
+  payloads?: RulesetPayload[];
 }
 
 /** Live counters of one mapping. */

@@ -6,6 +6,7 @@ import { EnvironmentError } from '../errors.js';
 import type { Backend, BackendName } from './backend.js';
 import type { Runner } from './exec.js';
 import { FakeBackend } from './fake.js';
+import { IptablesBackend } from './iptables/backend.js';
 import { NftBackend } from './nft/backend.js';
 
 export type BackendChoice = 'auto' | BackendName;
@@ -30,7 +31,7 @@ export function createBackend(choice: BackendChoice, options: BackendOptions): B
     case 'fake':
       return new FakeBackend();
     case 'iptables-legacy':
-      throw new EnvironmentError('the iptables-legacy backend is not available in this version of natctl; use --backend nft');
+      return new IptablesBackend({ runner: options.runner, ...scratch });
     case 'auto':
     case 'nft':
       return new NftBackend({ runner: options.runner, ...scratch, ...(options.nftPath === undefined ? {} : { nftPath: options.nftPath }) });

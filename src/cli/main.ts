@@ -15,6 +15,7 @@ import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { registerWatch } from './watch.js';
 import { describeNftTransport } from '../backends/nft/transport.js';
+import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -103,11 +104,12 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
   program.command('plan')
     .description('what apply would add, change and remove, mapping by mapping')
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (options: { file: string }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
-      const controller = await Controller.open({ ...controllerOptions(opts), backend: 'nft' });
+      const controller = await Controller.open(controllerOptions(opts));
       const plan = await controller.plan(config);
       if (opts.json) printJson(plan);
       else print(formatPlan(plan));
@@ -119,7 +121,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
     .action(async (options: { file: string; format: string }, command: Command) => {
       const model = buildModel(await loadConfigFile(options.file));
-      if (options.format === 'iptables') throw new UsageError('--format iptables needs the iptables-legacy backend, which this version does not include');
+      if (options.format === 'iptables') return void print(renderIptablesText(renderIptablesRules(model)));
       const document: NftDocument = renderNftDocument(model);
       if (options.format !== 'nft') print(`${JSON.stringify(document, null, 2)}\n`);
       else if (globals(command).json) printJson({ format: 'nft', ruleset: documentToText(document) });
@@ -128,6 +130,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
 
   program.command('status')
     .description(`live mappings with counters, and drift against the last apply (exit ${driftExitCode} on drift)`)
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
@@ -140,6 +143,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
 
   program.command('flush')
     .description("remove everything natctl owns in the kernel, nothing else")
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
@@ -167,6 +171,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       if (!/^\d+$/.test(v)) throw new InvalidArgumentError('must be a generation number');
       return Number(v);
     })
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (options: { to?: number }, command: Command) => {
       const opts = globals(command);

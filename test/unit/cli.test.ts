@@ -58,12 +58,25 @@ describe('natctl CLI', () => {
     expect((await run(['--help'])).exitCode).toBe(0);
   });
 
-  it('exits 3 for an environment problem: missing netns, unavailable backend', async () => {
+  it('exits 3 for an environment problem (missing netns), 2 for an unknown backend', async () => {
     const netns = await run(['--netns', 'nc-does-not-exist', 'status']);
     expect(netns.exitCode).toBe(3);
     expect(String(netns.stderr)).toContain('ip netns add nc-does-not-exist');
-    const backend = await run(['apply', '-f', good, '--backend', 'iptables-legacy', '--state-dir', join(dir, 's')]);
-    expect(backend.exitCode).toBe(3);
+    const iptables = await run(['--netns', 'nc-does-not-exist', 'apply', '-f', good, '--backend', 'iptables-legacy', '--state-dir', join(dir, 's')]);
+    expect(iptables.exitCode).toBe(3);
+    const unknown = await run(['apply', '-f', good, '--backend', 'pf', '--state-dir', join(dir, 's')]);
+    expect(unknown.exitCode).toBe(2);
+  });
+
+  it('renders iptables restore input for both families and tables without root or kernel', async () => {
+    const result = await run(['render', '-f', good, '--format', 'iptables']);
+    expect(result.exitCode).toBe(0);
+    const text = String(result.stdout);
+    expect(text.match(/^\*(nat|filter)$/gm)).toEqual(['*nat', '*filter', '*nat', '*filter']);
+    expect(text).toContain('-j DNAT --to-destination 198.18.0.2:80');
+    const dry = await run(['apply', '-f', good, '--backend', 'iptables-legacy', '--dry-run', '--json', '--state-dir', join(dir, 'dry')]);
+    expect(dry.exitCode).toBe(0);
+    expect(JSON.parse(String(dry.stdout))).toMatchObject({ dryRun: true, changed: true });
   });
 
   it('plans and dry-runs without touching anything, using NATCTL_STATE_DIR', async () => {
