@@ -3,12 +3,16 @@
 // server on 127.0.0.1 lives in that namespace, never in the root one). Fragments come and go
 // in a drop-in directory; every claim is checked by packets from the outside namespace, by
 // /healthz and /metrics, by the kernel's ruleset and by the agent's JSON log lines.
-import { existsSync } from 'node:fs';
 import { mkdir, rename, rm, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { execa, type ResultPromise } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
+
+/** The lock is a kernel flock on STATE/lock (the file stays): free when util-linux `flock -n` can take it at once. */
+async function lockFree(path: string): Promise<boolean> {
+  return (await execa('flock', ['-n', path, 'true'], { reject: false })).exitCode === 0;
+}
 
 const enabled = e2eEnabled();
 const cli = join(repoRoot, 'dist/cli/main.js');
@@ -188,7 +192,7 @@ describe.runIf(enabled)('natctl watch (node agent) in a sandbox', () => {
     const hup = await until(async () => syncs().slice(before).find((s) => s.trigger === 'signal'), (s) => s !== undefined, 20_000);
     expect(hup).toMatchObject({ trigger: 'signal', kind: 'noop' });
     // The lock is the engine's, held during a sync only: right after one, nobody holds it.
-    expect(existsSync(join(box.stateDir, 'netns', box.host, 'lock'))).toBe(false);
+    expect(await lockFree(join(box.stateDir, 'netns', box.host, 'lock'))).toBe(true);
   });
 
   it("an operator's manual apply serializes with the agent, and the next resync restores the desired state", async () => {
@@ -210,7 +214,7 @@ describe.runIf(enabled)('natctl watch (node agent) in a sandbox', () => {
     expect(logs.at(-1)).toMatchObject({ event: 'stop', msg: 'stopped' });
     expect(await fromExt(8080)).toBe(`c1 ${addr.ext} 80`);
     expect(await fromExt(20999)).toBe(`c2 ${addr.ext} 80`);
-    expect(existsSync(join(box.stateDir, 'netns', box.host, 'lock'))).toBe(false);
+    expect(await lockFree(join(box.stateDir, 'netns', box.host, 'lock'))).toBe(true);
     // A manual apply right after does not wait for any lock.
     const apply = await box.natctl(['--lock-timeout', '0', 'apply', '-f', dir, '--json']);
     expect(apply.exitCode, apply.stderr).toBe(0);

@@ -153,7 +153,7 @@ describe('natctl CLI', () => {
       expect(String(text.stderr)).not.toContain('unexpected error');
       const json = await run([verb, '--json', '--state-dir', join(dir, `fail-${verb}`)], env);
       expect(json.exitCode, verb).toBe(3);
-      expect(JSON.parse(String(json.stdout)).error).toMatchObject({ type: 'BackendCommandError', exitCode: 3 });
+      expect(JSON.parse(String(json.stdout)).error).toMatchObject({ type: 'BackendFailure', exitCode: 3 });
     }
   });
 

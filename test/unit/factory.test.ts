@@ -63,7 +63,7 @@ describe('classified backend failures', () => {
     expect(classifyNftFailure(1, 'Error: Could not process rule: No buffer space available')).toBe('resources');
     expect(classifyNftFailure(1, 'Error: Could not process rule: Operation not supported')).toBe('unsupported');
     expect(classifyNftFailure(1, 'Error: syntax error, unexpected newline')).toBe('invalid');
-    const backend = new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: Could not process rule: File exists' }) });
+    const backend = new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: Could not process rule: File exists' }), nftPath: 'nft' });
     const error = await backend.load({ backend: 'nft', text: '{}' }).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(BackendFailure);
     expect((error as BackendFailure).kind).toBe('exists');
@@ -71,8 +71,8 @@ describe('classified backend failures', () => {
   });
 
   it('a missing table reads as no ruleset; other failures are thrown classified', async () => {
-    expect(await new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: No such file or directory\nlist table inet natctl' }) }).read()).toBeNull();
-    const busy = await new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: Device or resource busy' }) }).read().catch((e: unknown) => e);
+    expect(await new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: No such file or directory\nlist table inet natctl' }), nftPath: 'nft' }).read()).toBeNull();
+    const busy = await new NftBackend({ runner: runner({ exitCode: 1, stderr: 'Error: Device or resource busy' }), nftPath: 'nft' }).read().catch((e: unknown) => e);
     expect((busy as BackendFailure).kind).toBe('busy');
   });
 });
