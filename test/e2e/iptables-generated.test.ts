@@ -47,16 +47,16 @@ describe.runIf(enabled)('generated configs on iptables-legacy', () => {
     }), { numRuns: 25 });
   });
 
-  it('addresses iptables prints its own way (prefix 0, IPv4-mapped IPv6) load and verify too', async () => {
+  it('addresses iptables prints its own way (prefix 0, IPv4-mapped prefixes, IPv4-compatible IPv6) load and verify too', async () => {
     const config = {
       version: 1,
-      networks: [{ name: 'lab0', subnets: ['198.18.0.0/24', '::/0'], snat: { to: '::ffff:198.19.0.5-::ffff:198.19.0.7' } }, { name: 'lab1', subnets: ['0.0.0.0/0', '::ffff:0:0/96'] }],
+      networks: [{ name: 'lab0', subnets: ['198.18.0.0/24', '::/0']}, { name: 'lab1', subnets: ['0.0.0.0/0', '::ffff:0:0/96'] }],
       mappings: [
         { name: 'a', hostPort: 80, target: '198.18.0.2', allow: ['0.0.0.0/0'] },
-        { name: 'b', hostIp: '::ffff:1.2.3.4', hostPort: 81, target: '[::ffff:198.18.0.2]:80', allow: ['::/0', '::ffff:0:0/96', '::1.2.3.4'] },
+        { name: 'b', hostIp: '::1.2.3.4', hostPort: 81, target: '[::198.18.0.3]:80', allow: ['::/0', '::ffff:0:0/96', '::1.2.3.4'] },
         { name: 'c', hostIp: '::1.2.3.5', hostPort: 82, targets: ['[::198.18.0.2]:80', '[::2]:80'] },
       ],
-      snat: [{ source: '0.0.0.0/0', destination: '0.0.0.0/0', masquerade: true }, { source: '::/0', to: '::1' }, { source: '::ffff:0:0/96', to: '::ffff:1.1.1.1' }],
+      snat: [{ source: '0.0.0.0/0', destination: '0.0.0.0/0', masquerade: true }, { source: '::/0', to: '::1' }, { source: '::ffff:0:0/96', to: '::1.1.1.1' }],
       block: [{ hostPort: 1, except: ['0.0.0.0/0', '::/0', '::ffff:1.2.3.4'] }],
     };
     const ruleset = backend.render(buildModel(parseConfigObject(config)));

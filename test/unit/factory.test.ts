@@ -8,6 +8,7 @@ import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend, LiveState, Ruleset } from '../../src/backends/backend.js';
 import type { Runner } from '../../src/backends/exec.js';
 import { createBackend } from '../../src/backends/factory.js';
+import { IptablesBackend } from '../../src/backends/iptables/backend.js';
 import { FakeBackend } from '../../src/backends/fake.js';
 import { BackendFailure, isNotFound } from '../../src/backends/failure.js';
 import { classifyNftFailure, NftBackend } from '../../src/backends/nft/backend.js';
@@ -29,11 +30,11 @@ describe('backend factory', () => {
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));
 
-  it('builds each backend from its name; iptables-legacy is not wired in yet', () => {
+  it('builds each backend from its name', () => {
     expect(createBackend('fake', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(FakeBackend);
     expect(createBackend('nft', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(NftBackend);
     expect(createBackend('auto', { runner: runner({ exitCode: 0 }) }).name).toBe('nft');
-    expect(() => createBackend('iptables-legacy', { runner: runner({ exitCode: 0 }) })).toThrow(EnvironmentError);
+    expect(createBackend('iptables-legacy', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(IptablesBackend);
   });
 
   it('the nft backend keeps its scratch files under STATE/tmp and sweeps what a killed apply left', async () => {
