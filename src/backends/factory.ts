@@ -4,10 +4,11 @@
 import { join } from 'node:path';
 import { EnvironmentError } from '../errors.js';
 import type { Backend, BackendName } from './backend.js';
+import { chooseBackend } from './choose.js';
 import type { Runner } from './exec.js';
 import { FakeBackend } from './fake.js';
 import { IptablesBackend } from './iptables/backend.js';
-import { NftBackend } from './nft/backend.js';
+import { NftBackend, nftBinary } from './nft/backend.js';
 
 export type BackendChoice = 'auto' | BackendName;
 export const backendChoices: readonly BackendChoice[] = ['auto', 'nft', 'iptables-legacy', 'fake'];
@@ -24,7 +25,35 @@ export interface BackendOptions {
   nftPath?: string;
 }
 
-/** Builds the backend `choice` names. `auto` is nftables (the iptables-legacy backend is not wired in yet). */
+/** Which backend was built, and why (for `--json` output and doctor). */
+export interface ChosenBackend {
+  backend: Backend;
+  reason: string;
+}
+
+const works = (backend: Backend): Promise<boolean> => backend.version().then(() => true, () => false);
+
+/**
+ * Builds the backend `choice` names; `auto` (the default) decides (docs/iptables.md, "Choosing
+ * the backend"): the backend that applied the last generation (`previous`) when it still works
+ * (one version call, no probe), else nftables when `nft` works and the kernel accepts
+ * natctl's probe (src/backends/choose.ts), else iptables-legacy.
+ */
+export async function openBackend(choice: BackendChoice, options: BackendOptions & { previous?: BackendName }): Promise<ChosenBackend> {
+  const { previous, ...rest } = options;
+  if (choice !== 'auto') return { backend: createBackend(choice, rest), reason: `${choice} was asked for (--backend ${choice})` };
+  if (previous === 'nft' || previous === 'iptables-legacy') {
+    const backend = createBackend(previous, rest);
+    if (await works(backend)) return { backend, reason: `the last generation was applied with ${previous}, which still works` };
+  }
+  // The probe file goes to the system temp dir: STATE/tmp is swept by whoever holds the apply
+  // lock, which a concurrent apply may hold while this one is still choosing.
+  const chosen = await chooseBackend(options.runner, nftBinary(options.nftPath));
+  const after = previous === 'nft' || previous === 'iptables-legacy' ? `the last generation was applied with ${previous}, which no longer works; ` : '';
+  return { backend: createBackend(chosen.name, rest), reason: `${after}${chosen.reason}` };
+}
+
+/** Builds the backend `choice` names; `auto` without a probe is nftables (use openBackend to choose). */
 export function createBackend(choice: BackendChoice, options: BackendOptions): Backend {
   const scratch = options.stateDir === undefined ? {} : { tempDir: join(options.stateDir, 'tmp') };
   switch (choice) {

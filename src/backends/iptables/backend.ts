@@ -8,7 +8,7 @@ import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, MappingCounters, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
-import type { CheckResult } from '../../doctor/checks.js';
+import { type CheckResult, hostChecks } from '../../doctor/checks.js';
 import { iptablesDoctor } from './doctor.js';
 import { renderIptablesRules, renderText, tableText } from './render.js';
 import {
@@ -247,8 +247,18 @@ export class IptablesBackend implements Backend {
   }
 
   /** The checks that matter on an iptables-legacy host (docs/iptables.md), for `natctl doctor`. */
-  doctor(model?: Model): Promise<CheckResult[]> {
-    return iptablesDoctor(this.runner, model);
+  async doctor(model?: Model): Promise<CheckResult[]> {
+    // This backend's own checks, then the backend-neutral host checks (src/doctor).
+    return [...(await iptablesDoctor(this.runner, model)), ...(await hostChecks(model ? { runner: this.runner, model } : { runner: this.runner }))];
+  }
+
+  recoveryHint(): string {
+    return `Inspect it with: ${this.inspectCommand}`;
+  }
+
+  describe(): string {
+    const where = this.runner.netns === undefined ? '' : ` via ip netns exec ${this.runner.netns}`;
+    return `iptables-legacy: one iptables-legacy-restore --noflush per table and family${where} (xtables lock: --wait=${this.wait})`;
   }
 
   async version(): Promise<string> {
