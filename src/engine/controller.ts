@@ -201,7 +201,11 @@ export class Controller {
     this.progress('reading the live ruleset');
     const before = await this.backend.read();
     // A backend switch: the last generation's backend keeps its rules until this one is verified.
-    const previous = last?.kind === 'apply' && last.backend !== this.backend.name ? createBackend(last.backend, { ...this.options.backendOptions, runner: this.runner, stateDir: this.state.dir }) : undefined;
+    let previous = last?.kind === 'apply' && last.backend !== this.backend.name ? createBackend(last.backend, { ...this.options.backendOptions, runner: this.runner, stateDir: this.state.dir }) : undefined;
+    if (previous && !(await previous.version().then(() => true, () => false))) {
+      historyWarnings.push(`the last generation was applied with ${previous.name}, which no longer works here: its rules (if any are left) were not removed`);
+      previous = undefined;
+    }
     const drift = last && !previous ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
