@@ -46,9 +46,15 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
     const backend = createBackend(previous, rest);
     if (await works(backend)) return { backend, reason: `the last generation was applied with ${previous}, which still works` };
   }
-  // The probe file goes to the system temp dir: STATE/tmp is swept by whoever holds the apply
-  // lock, which a concurrent apply may hold while this one is still choosing.
-  const chosen = await chooseBackend(options.runner, nftBinary(options.nftPath));
+  // The probe goes through the nft backend's own transport (in process when the addon loads:
+  // no nft process). Its scratch files go to the system temp dir, not STATE/tmp, which whoever
+  // holds the apply lock sweeps while this process may still be choosing.
+  const prober = createBackend('nft', { runner: options.runner, ...(options.nftPath === undefined ? {} : { nftPath: options.nftPath }) });
+  const chosen = await chooseBackend(options.runner, {
+    name: nftBinary(options.nftPath),
+    version: () => prober.version(),
+    check: (batch) => prober.check({ backend: 'nft', text: batch }),
+  });
   const after = previous === 'nft' || previous === 'iptables-legacy' ? `the last generation was applied with ${previous}, which no longer works; ` : '';
   return { backend: createBackend(chosen.name, rest), reason: `${after}${chosen.reason}` };
 }
