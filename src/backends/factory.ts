@@ -35,9 +35,10 @@ const works = (backend: Backend): Promise<boolean> => backend.version().then(() 
 
 /**
  * Builds the backend `choice` names; `auto` (the default) decides (docs/iptables.md, "Choosing
- * the backend"): the backend that applied the last generation (`previous`) when it still works
- * (one version call, no probe), else nftables when `nft` works and the kernel accepts
- * natctl's probe (src/backends/choose.ts), else iptables-legacy.
+ * the backend"): the backend that applied the last generation (`previous`), checked with one
+ * version call (no probe) and kept even when it fails (never a silent switch); without one,
+ * nftables when `nft` works and the kernel accepts natctl's probe (src/backends/choose.ts),
+ * else iptables-legacy.
  */
 export async function openBackend(choice: BackendChoice, options: BackendOptions & { previous?: BackendName }): Promise<ChosenBackend> {
   const { previous, ...rest } = options;
@@ -45,6 +46,9 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
   if (previous === 'nft' || previous === 'iptables-legacy') {
     const backend = createBackend(previous, rest);
     if (await works(backend)) return { backend, reason: `the last generation was applied with ${previous}, which still works` };
+    // Never a silent switch: the kernel may still hold that backend's rules, which only that
+    // backend can remove. Its own error then says what is missing; --backend switches on purpose.
+    return { backend, reason: `the last generation was applied with ${previous}, which does not work now; natctl keeps it rather than switch by itself (pass --backend to switch)` };
   }
   // The probe goes through the nft backend's own transport (in process when the addon loads:
   // no nft process). Its scratch files go to the system temp dir, not STATE/tmp, which whoever
@@ -55,8 +59,7 @@ export async function openBackend(choice: BackendChoice, options: BackendOptions
     version: () => prober.version(),
     check: (batch) => prober.check({ backend: 'nft', text: batch }),
   });
-  const after = previous === 'nft' || previous === 'iptables-legacy' ? `the last generation was applied with ${previous}, which no longer works; ` : '';
-  return { backend: createBackend(chosen.name, rest), reason: `${after}${chosen.reason}` };
+  return { backend: createBackend(chosen.name, rest), reason: chosen.reason };
 }
 
 /** Builds the backend `choice` names; `auto` without a probe is nftables (use openBackend to choose). */

@@ -50,9 +50,14 @@ describe('backend factory', () => {
     expect(kept.reason).toMatch(/last generation was applied with iptables-legacy, which still works/);
     expect(calls).toEqual(['iptables-legacy-restore --version']);
     calls.length = 0;
-    const moved = await openBackend('auto', { runner: answering(/iptables/), previous: 'iptables-legacy', nftPath: '/opt/nft' });
-    expect(moved.backend.name).toBe('nft');
-    expect(moved.reason).toMatch(/no longer works; .*kernel accepts/);
+    // Never a silent switch away from the backend whose rules the kernel may hold.
+    const kept2 = await openBackend('auto', { runner: answering(/iptables/), previous: 'iptables-legacy', nftPath: '/opt/nft' });
+    expect(kept2.backend.name).toBe('iptables-legacy');
+    expect(kept2.reason).toMatch(/does not work now; natctl keeps it .*--backend to switch/);
+    calls.length = 0;
+    const probed = await openBackend('auto', { runner: answering(/iptables/), nftPath: '/opt/nft' });
+    expect(probed.backend.name).toBe('nft');
+    expect(probed.reason).toMatch(/kernel accepts/);
     expect(calls.some((c) => c.startsWith('/opt/nft -c -j -f '))).toBe(true);
     const fallback = await openBackend('auto', { runner: answering(/nft/), nftPath: '/opt/nft' });
     expect(fallback.backend.name).toBe('iptables-legacy');
