@@ -77,6 +77,8 @@ export interface Backend {
   sweep?(): Promise<number>;
   /** The backend's own host checks for `natctl doctor` (model: the config to check against). */
   doctor?(model?: Model): Promise<CheckResult[]>;
+  /** One line saying how rulesets reach the kernel (tool, transport, namespace), for `--verbose`. */
+  describe?(): string;
   /** Tool name and version, for status and doctor. */
   version(): Promise<string>;
 }

@@ -23,14 +23,39 @@ export const nftProbe = JSON.stringify({ nftables: [
 
 const firstLine = (text: string): string => text.split('\n').find((l) => l.trim())?.trim() ?? 'no output';
 
-export async function chooseBackend(runner: Runner, nft: string, tempDir?: string): Promise<BackendChoice> {
+/** How the probe reaches nftables: the nft backend's own transport (the in-process addon when it loads), or a binary to spawn. */
+export interface NftProber {
+  /** What to call it in reasons: the binary, or the addon. */
+  name: string;
+  version(): Promise<string>;
+  /** Checks a JSON batch without committing it (`nft -c`); throws with the kernel's message when refused. */
+  check(batch: string): Promise<void>;
+}
+
+function spawnProber(runner: Runner, nft: string, tempDir?: string): NftProber {
+  return {
+    name: nft,
+    version: async () => {
+      const out = await runner.run(nft, ['--version']);
+      if (out.exitCode !== 0) throw new Error(out.stderr);
+      return out.stdout.trim();
+    },
+    check: async (batch) => {
+      const out = await withTempFile('probe.json', batch, (file) => runner.run(nft, ['-c', '-j', '-f', file]), tempDir);
+      if (out.exitCode !== 0) throw new Error(out.stderr);
+    },
+  };
+}
+
+export async function chooseBackend(runner: Runner, nft: string | NftProber, tempDir?: string): Promise<BackendChoice> {
+  const prober = typeof nft === 'string' ? spawnProber(runner, nft, tempDir) : nft;
   let why: string;
-  const version = await runner.run(nft, ['--version']).catch((error: unknown) => ({ exitCode: 127, stdout: '', stderr: (error as Error).message }));
-  if (version.exitCode !== 0) why = `${nft} does not work (${firstLine(version.stderr)})`;
+  const version = await prober.version().then((v) => ({ ok: true as const, v }), (error: unknown) => ({ ok: false as const, v: (error as Error).message }));
+  if (!version.ok) why = `${prober.name} does not work (${firstLine(version.v)})`;
   else {
-    const probe = await withTempFile('probe.json', nftProbe, (file) => runner.run(nft, ['-c', '-j', '-f', file]), tempDir).catch((error: unknown) => ({ exitCode: 127, stdout: '', stderr: (error as Error).message }));
-    if (probe.exitCode === 0) return { name: 'nft', reason: `${version.stdout.trim()} works and the kernel accepts natctl's nftables features` };
-    why = `the kernel refuses natctl's nftables features (${firstLine(probe.stderr.split('\n').filter((l) => /error/i.test(l)).join('\n') || probe.stderr)})`;
+    const refused = await prober.check(nftProbe).then(() => undefined, (error: unknown) => (error as Error).message);
+    if (refused === undefined) return { name: 'nft', reason: `${version.v} works and the kernel accepts natctl's nftables features` };
+    why = `the kernel refuses natctl's nftables features (${firstLine(refused.split('\n').filter((l) => /error/i.test(l)).join('\n') || refused)})`;
   }
   const legacy = await runner.run('iptables-legacy-restore', ['--version']).catch(() => undefined);
   if (legacy?.exitCode === 0) return { name: 'iptables-legacy', reason: `${why}; ${legacy.stdout.trim()} works` };

@@ -96,10 +96,13 @@ async function main(): Promise<number> {
     const rate = async (host: string, port: number): Promise<number> => {
       const run = await execa('ip', ['netns', 'exec', box.ext, process.execPath, self, 'client', host, String(port), String(seconds * 1000)]);
       const { rate: value, failed } = JSON.parse(String(run.stdout)) as { rate: number; failed: number };
-      if (failed) throw new Error(`${failed} connections to ${host}:${port} failed`);
+      // A connection lost now and then on a loaded 2-core machine (a SYN retransmit beyond the
+      // client's 2 s timeout) is counted and reported, not a reason to throw the run away.
+      if (failed) failures.push(`${failed} to ${host}:${port}`);
       return value;
     };
     const out: string[] = [];
+    const failures: string[] = [];
     const say = (line: string): void => {
       out.push(line);
       process.stdout.write(`${line}\n`);
@@ -186,7 +189,7 @@ async function main(): Promise<number> {
       await bigController.apply(addBig[0]!);
       for (let r = 1; r <= rounds; r++) await timed(times.addBig, () => bigController.apply(addBig[r % 2]!));
       const raw = med(times.raw);
-      say(`apply ${size} (library, every apply a changed ruleset): ${med(times.apply).toFixed(0)} ms; the backend's own part (read, load, read back, verify): ${med(times.backend).toFixed(0)} ms; raw restores of the same render (4 tables): ${raw.toFixed(0)} ms`);
+      say(`apply ${size} (library, every apply a changed ruleset): ${med(times.apply).toFixed(0)} ms; the backend's own part (read, load, read back, verify): ${med(times.backend).toFixed(0)} ms; raw restores of the same render (${files[0]!.length} tables): ${raw.toFixed(0)} ms`);
       say(`  apply / raw ${(med(times.apply) / raw).toFixed(2)} (target <= 2); backend / raw ${(med(times.backend) / raw).toFixed(2)}`);
       say(`add one mapping (library apply): at 10 ${med(times.addSmall).toFixed(0)} ms, at ${size} ${med(times.addBig).toFixed(0)} ms; ratio ${(med(times.addBig) / med(times.addSmall)).toFixed(2)} (target <= 2)`);
       say(`  the kernel's floor: raw restores of natctl's render at 10 ${med(times.raw10).toFixed(0)} ms vs at ${size} ${raw.toFixed(0)} ms (${(raw / med(times.raw10)).toFixed(1)}x): iptables-legacy rewrites a whole table on every change`);
@@ -226,6 +229,7 @@ async function main(): Promise<number> {
     for (let r = 0; r < rounds; r++) for (let i = 0; i < steps.length; i++) await steps[(i + r) % steps.length]!();
     const none = med(samples.none);
     say(`connections/s: no NAT ${none.toFixed(0)}, 1 mapping ${med(samples.one).toFixed(0)}, ${size} mappings ${med(samples.many).toFixed(0)}, Docker-style linear ${size} ${med(samples.docker).toFixed(0)}`);
+    if (failures.length) say(`  connections that failed (2 s client timeout): ${failures.join(', ')}`);
     say(`  ${size} mappings / no NAT: ${(med(samples.many) / none).toFixed(2)} (target >= 0.5); / 1 mapping: ${(med(samples.many) / med(samples.one)).toFixed(2)} (target >= 0.8); 1 mapping / no NAT: ${(med(samples.one) / none).toFixed(2)}; Docker-style / no NAT: ${(med(samples.docker) / none).toFixed(2)}`);
     return 0;
   } finally {

@@ -14,7 +14,6 @@ import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } fr
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { registerWatch } from './watch.js';
-import { describeNftTransport } from '../backends/nft/transport.js';
 import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
@@ -41,14 +40,28 @@ function controllerOptions(options: GlobalOptions): ControllerOptions {
   const out: ControllerOptions = {};
   // Progress goes to stderr, only for a person at a terminal; --json output stays clean.
   if (process.stderr.isTTY && !options.json) out.onProgress = (phase) => void process.stderr.write(`natctl: ${phase}...\n`);
-  // --verbose says how batches reach the kernel, including a fallback that is quiet otherwise.
-  if (options.verbose && options.backend !== 'iptables-legacy') process.stderr.write(`natctl: ${describeNftTransport(options.netns !== undefined ? { netns: options.netns } : {})}\n`);
   if (options.netns !== undefined) out.netns = options.netns;
   if (options.stateDir !== undefined) out.stateDir = options.stateDir;
   if (options.lockTimeout !== undefined) out.lockTimeoutMs = options.lockTimeout * 1000;
   if (options.backend !== undefined) out.backend = options.backend;
   return out;
 }
+
+/** Opens the engine on the backend `--backend` names (auto: chosen, see src/backends/factory.ts). */
+async function openController(options: GlobalOptions): Promise<Controller> {
+  const controller = await Controller.open(controllerOptions(options));
+  // --verbose says which backend and why, and how rulesets reach the kernel (the backend's own
+  // line: for nft, the transport, including a fallback that is quiet otherwise).
+  if (options.verbose) {
+    process.stderr.write(`natctl: backend ${controller.backend.name}: ${controller.backendReason}\n`);
+    const line = controller.backend.describe?.();
+    if (line) process.stderr.write(`natctl: ${line}\n`);
+  }
+  return controller;
+}
+
+/** The backend and why it was chosen, for --json output. */
+const backendOf = (controller: Controller): { name: string; reason: string } => ({ name: controller.backend.name, reason: controller.backendReason });
 
 const print = (text: string): void => void process.stdout.write(text);
 const printJson = (value: unknown): void => print(`${JSON.stringify(value, null, 2)}\n`);
@@ -95,9 +108,9 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .action(async (options: { file: string; dryRun?: boolean }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       const result = await controller.apply(config, { dryRun: options.dryRun === true });
-      if (opts.json) printJson({ changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
+      if (opts.json) printJson({ changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, backend: backendOf(controller), repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
       else print(formatApply(result));
     });
 
@@ -109,9 +122,9 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .action(async (options: { file: string }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       const plan = await controller.plan(config);
-      if (opts.json) printJson(plan);
+      if (opts.json) printJson({ ...plan, backend: backendOf(controller) });
       else print(formatPlan(plan));
     });
 
@@ -134,7 +147,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       const report = await controller.status();
       if (opts.json) printJson(report);
       else print(formatStatus(report));
@@ -147,10 +160,10 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       await controller.flush();
       if (opts.json) printJson({ flushed: true });
-      else print("natctl's table removed\n");
+      else print(`natctl's rules removed (${controller.backend.name})\n`);
     });
 
   program.command('history')
@@ -158,7 +171,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .option('--json', 'machine-readable output')
     .action(async (_options: unknown, command: Command) => {
       const opts = globals(command);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       const { generations, warnings } = await controller.historyReport();
       for (const warning of warnings) process.stderr.write(`natctl: warning: ${warning}\n`);
       if (opts.json) printJson(generations.map(({ config: _c, ruleset: _r, live: _l, ...rest }) => ({ ...rest, mappings: _c.mappings?.length ?? 0 })));
@@ -175,21 +188,24 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .option('--json', 'machine-readable output')
     .action(async (options: { to?: number }, command: Command) => {
       const opts = globals(command);
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await openController(opts);
       const result = await controller.rollback(options.to);
-      if (opts.json) printJson({ changed: result.changed, generation: result.generation?.generation, plan: result.plan });
+      // A rollback with auto goes back to the backend that applied the generation.
+      if (opts.json) printJson({ changed: result.changed, generation: result.generation?.generation, backend: result.ruleset.backend, plan: result.plan });
       else print(formatApply(result));
     });
 
   program.command('doctor')
-    .description('check the host: nft, kernel support, forwarding, bridges, hairpin, other firewalls, port clashes')
+    .description("check the host: the backend's tools and kernel support, forwarding, bridges, hairpin, other firewalls, port clashes")
     .option('-f, --file <file>', 'check against this config file or directory (default: the last applied one)')
+    .addOption(backendOption())
     .option('--json', 'machine-readable output')
     .action(async (options: { file?: string }, command: Command) => {
       const opts = globals(command);
       const config = options.file ? await loadConfigFile(options.file) : undefined;
-      const controller = await Controller.open({ ...controllerOptions(opts), backend: 'nft' });
-      const results = await controller.doctor(config);
+      const controller = await openController(opts);
+      // Which backend `natctl apply` would drive here, and why; then that backend's checks.
+      const results = [{ check: 'backend', status: 'info' as const, message: `${controller.backend.name}: ${controller.backendReason}` }, ...(await controller.doctor(config))];
       if (opts.json) printJson(results);
       else print(formatDoctor(results));
       if (results.some((r) => r.status === 'fail')) setExit(ExitCode.environment);

@@ -4,7 +4,7 @@
 import { join, resolve } from 'node:path';
 import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
 import { createRunner, isRoot, type Runner } from '../backends/exec.js';
-import { type BackendChoice, type BackendOptions, createBackend } from '../backends/factory.js';
+import { type BackendChoice, type BackendOptions, createBackend, openBackend } from '../backends/factory.js';
 import { parseConfigObject } from '../config/load.js';
 import type { Config } from '../config/schema.js';
 import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
@@ -85,6 +85,8 @@ function describeCorrupt(corrupt: CorruptGeneration): string {
 
 export class Controller {
   readonly state: StateStore;
+  /** Why this backend drives the kernel (`--backend auto` decides in src/backends/factory.ts). */
+  backendReason = 'given by the caller';
   private constructor(
     readonly backend: Backend,
     private readonly runner: Runner,
@@ -103,8 +105,12 @@ export class Controller {
     const stateDir = options.netns ? join(base, 'netns', options.netns) : base;
     const choice = options.backend ?? 'auto';
     // Scratch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
-    const backend = typeof choice === 'object' ? choice : createBackend(choice, { ...options.backendOptions, runner, stateDir });
-    return new Controller(backend, runner, stateDir, base, options);
+    // auto prefers the backend of the last generation while it works: no probe on every apply.
+    const previous = choice === 'auto' ? (await new StateStore(stateDir, base).latest().catch(() => undefined))?.generation?.backend : undefined;
+    const chosen = typeof choice === 'object' ? undefined : await openBackend(choice, { ...options.backendOptions, runner, stateDir, ...(previous === undefined ? {} : { previous }) });
+    const controller = new Controller(chosen?.backend ?? (choice as Backend), runner, stateDir, base, options);
+    if (chosen) controller.backendReason = chosen.reason;
+    return controller;
   }
 
   private needRoot(action: string): void {
@@ -136,7 +142,7 @@ export class Controller {
     const plan: Plan = diffModels(lastModel, model);
     if (warnings.length) plan.warnings = warnings;
     // With the rights to read the kernel, say whether it still holds the last apply.
-    if (isRoot() && generation && this.backend.touchesHost !== false) {
+    if (isRoot() && generation && generation.backend === this.backend.name && this.backend.touchesHost !== false) {
       const live = await this.backend.read().catch(() => undefined);
       if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
     }
@@ -194,7 +200,13 @@ export class Controller {
     const plan = diffModels(lastModel, model);
     this.progress('reading the live ruleset');
     const before = await this.backend.read();
-    const drift = last ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
+    // A backend switch: the last generation's backend keeps its rules until this one is verified.
+    let previous = last?.kind === 'apply' && last.backend !== this.backend.name ? createBackend(last.backend, { ...this.options.backendOptions, runner: this.runner, stateDir: this.state.dir }) : undefined;
+    if (previous && !(await previous.version().then(() => true, () => false))) {
+      historyWarnings.push(`the last generation was applied with ${previous.name}, which no longer works here: its rules (if any are left) were not removed`);
+      previous = undefined;
+    }
+    const drift = last && !previous ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
     if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
       const warnings = await this.hostEffects(model, model);
@@ -235,6 +247,7 @@ export class Controller {
       await this.restoreOrDie(before, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
+    if (previous) await this.switchFrom(previous, before);
 
     // Recorded before the host settings: a generation that cannot be written (ENOSPC, EIO)
     // puts the previous ruleset back, so the kernel never runs a ruleset history lacks.
@@ -250,6 +263,24 @@ export class Controller {
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
     const warnings = await this.hostEffects(lastModel, model);
     return { changed: true, dryRun: false, plan, ruleset, generation, warnings: [...historyWarnings, ...warnings], repairedDrift: drift.drifted };
+  }
+
+  /**
+   * After a verified load by a new backend: removes the previous backend's rules and reads back
+   * that none are left. If that fails, this backend's load is undone (to `before`) and the
+   * previous backend's rules are put back, so the previous ruleset stays in place.
+   */
+  private async switchFrom(previous: Backend, before: LiveState | null): Promise<void> {
+    this.progress(`removing the rules of the previous backend (${previous.name})`);
+    const snapshot = await previous.read().catch(() => null);
+    try {
+      await previous.flush();
+      if ((await previous.read()) !== null) throw new Error(`${previous.name} still holds natctl's rules after flush`);
+    } catch (error) {
+      await this.restoreOrDie(before, error);
+      const back = await previous.restore(snapshot).then(() => previous.read()).then((now) => (now?.normalized ?? null) === (snapshot?.normalized ?? null), () => false);
+      throw new ApplyError(`apply failed: removing the ${previous.name} rules of the last generation failed (${(error as Error).message})\n${back ? 'the previous ruleset is restored and verified' : `the new ruleset was removed; the ${previous.name} rules may be incomplete: ${previous.recoveryHint?.() ?? 'inspect them'}, then natctl rollback`}`, true, { cause: error });
+    }
   }
 
   /**
@@ -348,6 +379,10 @@ export class Controller {
       const plan = diffModels((await this.lastModel()).model, emptyModel());
       await this.flush();
       return { changed: true, dryRun: false, plan, ruleset: { backend: this.backend.name, text: '' }, warnings: [], repairedDrift: false };
+    }
+    // With `auto`, a generation goes back to the backend that applied it (a switch, in one apply).
+    if ((this.options.backend ?? 'auto') === 'auto' && generation.backend !== this.backend.name) {
+      return (await Controller.open({ ...this.options, backend: generation.backend })).apply(parseConfigObject(generation.config));
     }
     return this.apply(parseConfigObject(generation.config));
   }

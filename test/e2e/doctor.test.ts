@@ -21,8 +21,8 @@ describe.runIf(enabled)('natctl doctor', () => {
   const ip = (ns: string, args: string[]) => execa('ip', ['-n', ns, ...args]);
   const inNs = (ns: string, command: string, args: string[]) => execa('ip', ['netns', 'exec', ns, command, ...args]);
 
-  const doctor = async (ns: string, env: Record<string, string> = {}): Promise<{ exitCode: number; checks: Check[] }> => {
-    const run = await execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', ns, '--state-dir', join(dir, 'state'), 'doctor', '-f', configFile, '--json'], { reject: false, env });
+  const doctor = async (ns: string, env: Record<string, string> = {}, args: string[] = []): Promise<{ exitCode: number; checks: Check[] }> => {
+    const run = await execa(process.execPath, [join(repoRoot, 'dist/cli/main.js'), '--netns', ns, '--state-dir', join(dir, 'state'), 'doctor', '-f', configFile, '--json', ...args], { reject: false, env });
     return { exitCode: run.exitCode ?? 1, checks: JSON.parse(String(run.stdout)) as Check[] };
   };
   const find = (checks: Check[], status: string, pattern: RegExp): Check | undefined => checks.find((c) => c.status === status && pattern.test(`${c.check} ${c.message}`));
@@ -74,6 +74,18 @@ describe.runIf(enabled)('natctl doctor', () => {
     expect(find(checks, 'pass', /^hairpin lab0/)).toBeDefined();
     expect(find(checks, 'info', /^iptables .*iptables-legacy/)).toBeDefined();
     expect(find(checks, 'pass', /^native binding in-process libnftables addon loaded/)).toBeDefined();
+    // --backend auto (the default) says which backend apply would drive, and why.
+    expect(find(checks, 'info', /^backend nft: .*the kernel accepts natctl's nftables features/)).toBeDefined();
+  });
+
+  it('with nft not working, auto chooses iptables-legacy, says why, and runs the iptables-legacy checks with the host checks', async () => {
+    const { checks } = await doctor(healthy, { NATCTL_NFT: '/nonexistent/nft' });
+    expect(find(checks, 'info', /^backend iptables-legacy: \/nonexistent\/nft does not work/)).toBeDefined();
+    expect(find(checks, 'pass', /^iptables-legacy iptables-restore v/)).toBeDefined();
+    expect(find(checks, 'pass', /^iptables extensions /)).toBeDefined();
+    expect(find(checks, 'pass', /^hairpin lab0/)).toBeDefined();
+    expect(find(checks, 'pass', /^ip_forward /)).toBeDefined();
+    expect(checks.find((c) => /^(nft|kernel|native binding)$/.test(c.check))).toBeUndefined();
   });
 
   it('finds each misconfiguration, with a fix, and exits 3', async () => {
@@ -101,13 +113,13 @@ describe.runIf(enabled)('natctl doctor', () => {
   it('fails the kernel check when the kernel refuses natctl\'s features', async () => {
     const realNft = String((await execa('sh', ['-c', 'command -v nft'])).stdout).trim();
     // The fake nft refuses any batch naming doctor's probe table, as a kernel without NAT would.
-    const { exitCode, checks } = await doctor(healthy, { NATCTL_NFT: join(repoRoot, 'test/helpers/fake-nft.sh'), REAL_NFT: realNft, FAKE_NFT_REFUSE: 'natctl_doctor' });
+    const { exitCode, checks } = await doctor(healthy, { NATCTL_NFT: join(repoRoot, 'test/helpers/fake-nft.sh'), REAL_NFT: realNft, FAKE_NFT_REFUSE: 'natctl_doctor' }, ['--backend', 'nft']);
     expect(exitCode).toBe(3);
     expect(find(checks, 'fail', /^kernel the kernel refuses natctl's features/)?.fix).toMatch(/modprobe/);
   });
 
   it('fails the nft check when the nft binary is missing', async () => {
-    const { exitCode, checks } = await doctor(healthy, { NATCTL_NFT: '/nonexistent/nft' });
+    const { exitCode, checks } = await doctor(healthy, { NATCTL_NFT: '/nonexistent/nft' }, ['--backend', 'nft']);
     expect(exitCode).toBe(3);
     expect(find(checks, 'fail', /^nft /)?.fix).toMatch(/apt-get install nftables/);
   });

@@ -66,6 +66,8 @@ describe.runIf(enabled)('iptables-legacy backend under faults', () => {
       await ipt(tool, ['-t', 'nat', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '2224', '-j', 'REDIRECT', '--to-ports', '22']);
       await ipt(tool, ['-t', 'nat', '-A', 'POSTROUTING', '-s', v6 ? 'fd00:18:9::/64' : '198.18.9.0/24', '-j', 'MASQUERADE']);
       await ipt(tool, ['-t', 'nat', '-A', 'OUTPUT', '-p', 'udp', '--dport', '2225', '-j', 'RETURN']);
+      // mangle PREROUTING holds natctl's guard (docs/iptables.md).
+      await ipt(tool, ['-t', 'mangle', '-A', 'PREROUTING', '-p', 'tcp', '--dport', '2226', '-j', 'RETURN']);
     }
     others = otherLines(await save());
     fileA = await box.writeConfig('a.json', configA);

@@ -1,5 +1,7 @@
 // Issue 7, "Traffic that goes where it must not": each defect proved by packets between
-// namespaces (docs/ruleset.md, docs/config.md). Every describe block builds its own sandbox.
+// namespaces (docs/ruleset.md, docs/config.md), for each backend: the same packets prove the
+// nft backend and the iptables-legacy one (docs/iptables.md). Every describe block builds its
+// own sandbox.
 import { type ResultPromise, execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled } from '../helpers/topology.js';
@@ -7,8 +9,15 @@ import { Sandbox, addr, e2eEnabled } from '../helpers/topology.js';
 const enabled = e2eEnabled();
 const lab0 = (extra: Record<string, unknown> = {}) => ({ name: 'lab0', subnets: ['198.18.0.0/24', 'fd00:18::/64'], ...extra });
 
+export type BackendChoice = 'nft' | 'iptables-legacy';
+
+/** The whole suite against one backend (`--backend` on every natctl call). */
+export function trafficSuite(backend: BackendChoice): void {
+const suffix = backend === 'nft' ? '' : 'i';
+const natctl = (box: Sandbox, args: string[]): ReturnType<Sandbox['natctl']> => box.natctl([...args, '--backend', backend]);
+
 async function apply(box: Sandbox, name: string, config: unknown): Promise<void> {
-  const result = await box.natctl(['apply', '-f', await box.writeConfig(name, config)]);
+  const result = await natctl(box, ['apply', '-f', await box.writeConfig(name, config)]);
   expect(result.stderr).toBe('');
   expect(result.exitCode).toBe(0);
 }
@@ -17,8 +26,8 @@ async function sysctl(box: Sandbox, netns: string, key: string): Promise<string>
   return (await box.exec(netns, 'sysctl', ['-n', key])).stdout.trim();
 }
 
-describe.runIf(enabled)('item 1: a 127.0.0.1 binding exposes nothing else on the host loopback', () => {
-  const box = new Sandbox('lo');
+describe.runIf(enabled)(`item 1: a 127.0.0.1 binding exposes nothing else on the host loopback (${backend})`, () => {
+  const box = new Sandbox(`lo${suffix}`);
   let secret: ResultPromise | undefined;
   const routeLocalnet = () => sysctl(box, box.host, 'net.ipv4.conf.lab0.route_localnet');
   const loopbackConfig = { version: 1, networks: [lab0()], mappings: [{ publish: '127.0.0.1:6379:6379', target: addr.c2, network: 'lab0' }] };
@@ -59,7 +68,7 @@ describe.runIf(enabled)('item 1: a 127.0.0.1 binding exposes nothing else on the
     expect(await routeLocalnet()).toBe('0');
     await apply(box, 'lo.json', loopbackConfig);
     expect(await routeLocalnet()).toBe('1');
-    expect((await box.natctl(['flush'])).exitCode).toBe(0);
+    expect((await natctl(box, ['flush'])).exitCode).toBe(0);
     expect(await routeLocalnet()).toBe('0');
   });
 
@@ -72,8 +81,8 @@ describe.runIf(enabled)('item 1: a 127.0.0.1 binding exposes nothing else on the
   });
 });
 
-describe.runIf(enabled)('items 2, 3 and 5: unspecified host IPs, target-port blocks, UDP flows to a new mapping', () => {
-  const box = new Sandbox('trf');
+describe.runIf(enabled)(`items 2, 3 and 5: unspecified host IPs, target-port blocks, UDP flows to a new mapping (${backend})`, () => {
+  const box = new Sandbox(`trf${suffix}`);
 
   beforeAll(async () => {
     await box.create();
@@ -97,7 +106,7 @@ describe.runIf(enabled)('items 2, 3 and 5: unspecified host IPs, target-port blo
     expect(await box.connect(box.ext, 'tcp', addr.hostLocalA, 8080)).toBe(`c1 ${addr.ext} 80`);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8081)).toBe(`c1 ${addr.ext} 80`);
     expect(await box.connect(box.ext, 'tcp', addr.hostUp6, 8082)).toBe(`c1 ${addr.ext6} 80`);
-    const status = JSON.parse((await box.natctl(['status', '--json'])).stdout) as { mappings: { name: string; state: string }[] };
+    const status = JSON.parse((await natctl(box, ['status', '--json'])).stdout) as { mappings: { name: string; state: string }[] };
     expect(status.mappings.map((m) => `${m.name} ${m.state}`)).toEqual(['tcp-8080 active', 'any-ip active', 'tcp6-8082 active']);
   });
 
@@ -139,8 +148,8 @@ describe.runIf(enabled)('items 2, 3 and 5: unspecified host IPs, target-port blo
   });
 });
 
-describe.runIf(enabled)('item 4: gateway modes: no direct routed access around the published ports', () => {
-  const box = new Sandbox('gw');
+describe.runIf(enabled)(`item 4: gateway modes: no direct routed access around the published ports (${backend})`, () => {
+  const box = new Sandbox(`gw${suffix}`);
   const config = (gatewayMode: string | undefined) => ({
     version: 1,
     networks: [lab0(gatewayMode ? { gatewayMode } : {})],
@@ -197,8 +206,8 @@ describe.runIf(enabled)('item 4: gateway modes: no direct routed access around t
   });
 });
 
-describe.runIf(enabled)('item 6: hairpin: false, and hairpin for a target in no declared network', () => {
-  const box = new Sandbox('hp');
+describe.runIf(enabled)(`item 6: hairpin: false, and hairpin for a target in no declared network (${backend})`, () => {
+  const box = new Sandbox(`hp${suffix}`);
   const hairpinOf = async (port: string): Promise<boolean> => (await box.exec(box.host, 'ip', ['-d', 'link', 'show', port])).stdout.includes('hairpin on');
 
   beforeAll(async () => {
@@ -227,3 +236,7 @@ describe.runIf(enabled)('item 6: hairpin: false, and hairpin for a target in no 
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
   });
 });
+}
+
+trafficSuite('nft');
+trafficSuite('iptables-legacy');

@@ -147,11 +147,12 @@ describe('natctl CLI', () => {
     await writeFile(nft, '#!/bin/sh\necho "Error: Could not receive answer from kernel" >&2\nexit 1\n', { mode: 0o755 });
     const env = { NATCTL_NFT: nft, NATCTL_NATIVE: '0' };
     for (const verb of ['status', 'flush']) {
-      const text = await run([verb, '--state-dir', join(dir, `fail-${verb}`)], env);
+      // --backend nft: with auto, a failing nft would make natctl choose iptables-legacy.
+      const text = await run([verb, '--backend', 'nft', '--state-dir', join(dir, `fail-${verb}`)], env);
       expect(text.exitCode, verb).toBe(3);
       expect(String(text.stderr)).toContain('Could not receive answer');
       expect(String(text.stderr)).not.toContain('unexpected error');
-      const json = await run([verb, '--json', '--state-dir', join(dir, `fail-${verb}`)], env);
+      const json = await run([verb, '--json', '--backend', 'nft', '--state-dir', join(dir, `fail-${verb}`)], env);
       expect(json.exitCode, verb).toBe(3);
       expect(JSON.parse(String(json.stdout)).error).toMatchObject({ type: 'BackendFailure', exitCode: 3 });
     }

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import type { Backend, LiveState, Ruleset } from '../../src/backends/backend.js';
 import type { Runner } from '../../src/backends/exec.js';
-import { createBackend } from '../../src/backends/factory.js';
+import { createBackend, openBackend } from '../../src/backends/factory.js';
 import { IptablesBackend } from '../../src/backends/iptables/backend.js';
 import { FakeBackend } from '../../src/backends/fake.js';
 import { BackendFailure, isNotFound } from '../../src/backends/failure.js';
@@ -33,8 +33,36 @@ describe('backend factory', () => {
   it('builds each backend from its name', () => {
     expect(createBackend('fake', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(FakeBackend);
     expect(createBackend('nft', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(NftBackend);
-    expect(createBackend('auto', { runner: runner({ exitCode: 0 }) }).name).toBe('nft');
     expect(createBackend('iptables-legacy', { runner: runner({ exitCode: 0 }) })).toBeInstanceOf(IptablesBackend);
+    expect(() => createBackend('bogus' as 'nft', { runner: runner({ exitCode: 0 }) })).toThrow(EnvironmentError);
+  });
+
+  it("auto prefers the last generation's backend while it works (one version call, no probe), else probes", async () => {
+    const calls: string[] = [];
+    const answering = (fails: RegExp): Runner => ({
+      run: async (command, args) => {
+        calls.push(`${command} ${args.join(' ')}`);
+        return fails.test(command) ? { exitCode: 127, stdout: '', stderr: `${command}: not found` } : { exitCode: 0, stdout: `${command} v1 (legacy)`, stderr: '' };
+      },
+    });
+    const kept = await openBackend('auto', { runner: answering(/^$/), previous: 'iptables-legacy' });
+    expect(kept.backend.name).toBe('iptables-legacy');
+    expect(kept.reason).toMatch(/last generation was applied with iptables-legacy, which still works/);
+    expect(calls).toEqual(['iptables-legacy-restore --version']);
+    calls.length = 0;
+    // Never a silent switch away from the backend whose rules the kernel may hold.
+    const kept2 = await openBackend('auto', { runner: answering(/iptables/), previous: 'iptables-legacy', nftPath: '/opt/nft' });
+    expect(kept2.backend.name).toBe('iptables-legacy');
+    expect(kept2.reason).toMatch(/does not work now; natctl keeps it .*--backend to switch/);
+    calls.length = 0;
+    const probed = await openBackend('auto', { runner: answering(/iptables/), nftPath: '/opt/nft' });
+    expect(probed.backend.name).toBe('nft');
+    expect(probed.reason).toMatch(/kernel accepts/);
+    expect(calls.some((c) => c.startsWith('/opt/nft -c -j -f '))).toBe(true);
+    const fallback = await openBackend('auto', { runner: answering(/nft/), nftPath: '/opt/nft' });
+    expect(fallback.backend.name).toBe('iptables-legacy');
+    expect(fallback.reason).toMatch(/\/opt\/nft does not work/);
+    expect((await openBackend('nft', { runner: answering(/^$/) })).reason).toMatch(/--backend nft/);
   });
 
   it('the nft backend keeps its scratch files under STATE/tmp and sweeps what a killed apply left', async () => {

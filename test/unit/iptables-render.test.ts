@@ -116,11 +116,12 @@ describe('iptables-legacy render', () => {
   };
   const tables = render(config);
 
-  it('renders nat and filter for IPv4 and IPv6, in restore syntax, with the jumps natctl adds', () => {
-    expect(tables.map((t) => `${t.family} ${t.table}`)).toEqual(['4 nat', '4 filter', '6 nat', '6 filter']);
+  it('renders nat, filter and (for the guard) mangle for IPv4 and IPv6, in restore syntax, with the jumps natctl adds', () => {
+    expect(tables.map((t) => `${t.family} ${t.table}`)).toEqual(['4 nat', '4 filter', '4 mangle', '6 nat', '6 filter', '6 mangle']);
     const text = renderIptables(config);
-    expect(text.match(/^\*\w+$/gm)).toEqual(['*nat', '*filter', '*nat', '*filter']);
-    expect(text.match(/^COMMIT$/gm)).toHaveLength(4);
+    expect(text.match(/^\*\w+$/gm)).toEqual(['*nat', '*filter', '*mangle', '*nat', '*filter', '*mangle']);
+    expect(text.match(/^COMMIT$/gm)).toHaveLength(6);
+    expect(text).toContain('-I PREROUTING 1 -j NATCTL-GUARD');
     expect(text).toContain('-I PREROUTING 1 -m addrtype --dst-type LOCAL -j NATCTL-PREROUTING');
     expect(text).toContain('-I OUTPUT 1 -m addrtype --dst-type LOCAL -j NATCTL-OUTPUT');
     expect(text).toContain('-I FORWARD 1 -j NATCTL-FORWARD');
@@ -159,13 +160,51 @@ describe('iptables-legacy render', () => {
   it('puts block rules before any accept, matched on the conntrack entry, with except, and allow-lists on the original source', () => {
     const filter4 = table(tables, 4, 'filter').rules;
     expect(filter4[0]).toBe('-A NATCTL-FORWARD -j NATCTL-BLOCK');
-    expect(filter4).toContain('-A NATCTL-BLOCK -p tcp -m conntrack --ctreplsrcport 80 -j NATCTL-BLOCK-0');
+    expect(filter4).toContain('-A NATCTL-BLOCK -p tcp -m conntrack --ctstate DNAT --ctreplsrcport 80 -j NATCTL-BLOCK-0');
     expect(filter4).toContain('-A NATCTL-BLOCK-0 -m conntrack --ctorigsrc 198.19.0.2 -j RETURN');
     const filter6 = table(tables, 6, 'filter').rules;
     expect(filter6).toContain('-A NATCTL-BLOCK-0 -m conntrack --ctorigsrc fd00:19::2 -j RETURN');
     expect(filter6).toContain('-A NATCTL-FWD-TCP -p tcp -m conntrack --ctorigdst fd00:18::1 --ctorigdstport 8080 -m comment --comment "natctl forward web6" -j NATCTL-ALLOW-4');
     expect(filter6).toContain('-A NATCTL-ALLOW-4 -m conntrack --ctorigsrc fd00:19::/64 -j ACCEPT');
     expect(table(tables, 4, 'filter').jumps).toEqual([{ chain: 'FORWARD', spec: '-j NATCTL-FORWARD', first: true }]);
+  });
+
+  it('guards in mangle PREROUTING: 127/8 only from lo, no direct routed access in gateway mode nat; no mangle table when nothing is guarded', () => {
+    const mangle4 = table(tables, 4, 'mangle');
+    expect(mangle4.jumps).toEqual([{ chain: 'PREROUTING', spec: '-j NATCTL-GUARD', first: false }]);
+    expect(mangle4.rules).toEqual([
+      '-A NATCTL-GUARD -d 127.0.0.0/8 ! -i lo -m comment --comment "natctl loopback only from lo" -j DROP',
+      '-A NATCTL-GUARD -d 198.18.0.0/24 ! -i lab0 -m addrtype ! --dst-type LOCAL -m conntrack --ctstate INVALID,NEW,UNTRACKED -j DROP',
+    ]);
+    expect(table(tables, 6, 'mangle').rules).toEqual(['-A NATCTL-GUARD -d fd00:18::/64 ! -i lab0 -m addrtype ! --dst-type LOCAL -m conntrack --ctstate INVALID,NEW,UNTRACKED -j DROP']);
+    const open = render({ ...config, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'], gatewayMode: 'nat-unprotected' }], mappings: config.mappings.slice(0, 2) });
+    expect(open.map((t) => `${t.family} ${t.table}`)).toEqual(['4 nat', '4 filter', '6 nat', '6 filter']);
+  });
+
+  it('routed: direct access to published target ports only, under the allow-list; target-port blocks cover routed connections', () => {
+    const routed = render({
+      version: 1,
+      networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'], gatewayMode: 'routed' }],
+      mappings: [{ name: 'tls', hostPort: 8443, target: '198.18.0.2:443', allow: ['198.19.0.2/32'] }, { name: 'web', hostPort: 8080, target: '198.18.0.3:80' }],
+      block: [{ targetPort: 443 }],
+    });
+    expect(table(routed, 4, 'mangle').rules).toEqual([
+      '-A NATCTL-GUARD -d 198.18.0.0/24 ! -i lab0 -m addrtype ! --dst-type LOCAL -m conntrack --ctstate INVALID,NEW,UNTRACKED -j NATCTL-ROUTED-0',
+      '-A NATCTL-ROUTED-0 -s 198.19.0.2/32 -d 198.18.0.2/32 -p tcp -m tcp --dport 443 -j ACCEPT',
+      '-A NATCTL-ROUTED-0 -d 198.18.0.3/32 -p tcp -m tcp --dport 80 -j ACCEPT',
+      '-A NATCTL-ROUTED-0 -p icmp -j ACCEPT',
+      '-A NATCTL-ROUTED-0 -j DROP',
+    ]);
+    expect(table(routed, 4, 'filter').rules).toContain('-A NATCTL-BLOCK -p tcp -m conntrack --ctorigdst 198.18.0.0/24 --ctreplsrcport 443 -j NATCTL-BLOCK-0');
+    expect(table(routed, 4, 'nat').rules.filter((r) => r.includes('MASQUERADE'))).toEqual(['-A NATCTL-POSTROUTING -s 198.18.0.0/24 -o lab0 -m conntrack --ctstate DNAT -j MASQUERADE']);
+  });
+
+  it('hairpin: false drops DNATed traffic bridged back into its network; targets in no network get their own masquerade', () => {
+    const off = render({ version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'], hairpin: false }], mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.2:80' }, { name: 'out', hostPort: 8081, target: '198.20.0.2:80' }] });
+    const filter = table(off, 4, 'filter').rules;
+    expect(filter.indexOf('-A NATCTL-FORWARD -i lab0 -o lab0 -m conntrack --ctstate DNAT -j DROP')).toBeGreaterThan(0);
+    expect(filter.indexOf('-A NATCTL-FORWARD -i lab0 -o lab0 -m conntrack --ctstate DNAT -j DROP')).toBeLessThan(filter.indexOf('-A NATCTL-FORWARD -p tcp -m conntrack --ctstate DNAT -j NATCTL-FWD-TCP'));
+    expect(table(off, 4, 'nat').rules).toContain('-A NATCTL-POSTROUTING -s 198.20.0.2/32 -d 198.20.0.2/32 -m conntrack --ctstate DNAT -j MASQUERADE');
   });
 
   it('masquerades hairpin and egress per network and SNATs to a range', () => {

@@ -25,7 +25,7 @@ COMMIT
 [2:120] -A PREROUTING -m addrtype --dst-type LOCAL -j NATCTL-PREROUTING
 [2:120] -A NATCTL-PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment "natctl mapping web tcp 0.0.0.0:8080" -j DNAT --to-destination 198.18.0.2:80
 COMMIT
-*mangle
+*raw
 :NATCTL-NOT-OURS-TABLE - [0:0]
 COMMIT
 `;

@@ -8,11 +8,11 @@ import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, MappingCounters, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
-import type { CheckResult } from '../../doctor/checks.js';
+import { type CheckResult, hostChecks } from '../../doctor/checks.js';
 import { iptablesDoctor } from './doctor.js';
 import { renderIptablesRules, renderText, tableText } from './render.js';
 import {
-  type IptTable, type TableRules, type TableState, compareTable, firstJumpChains, normalizeTable, parseRestoreText, parseSave,
+  type IptTable, type TableRules, type TableState, compareTable, firstJumpChains, iptTables, isIptTable, normalizeTable, parseRestoreText, parseSave,
   restoreCommand, restoreText, saveCommand, tableKey,
 } from './rules.js';
 
@@ -25,7 +25,6 @@ export interface IptablesBackendOptions {
 }
 
 const families = [4, 6] as const;
-const tables = ['nat', 'filter'] as const;
 
 /** The part of restore's stderr that says what went wrong, with the offending input line quoted. */
 function restoreMessage(stderr: string, input: string): string {
@@ -116,7 +115,10 @@ export class IptablesBackend implements Backend {
     const known = this.renders.get(ruleset);
     if (known) return known;
     if (!ruleset.payloads) throw new EnvironmentError(`a ${ruleset.backend} ruleset cannot be loaded by the iptables-legacy backend`);
-    return ruleset.payloads.map((p) => parseRestoreText(p.text, p.family, p.table === 'nat' ? 'nat' : 'filter'));
+    return ruleset.payloads.map((p) => {
+      if (!isIptTable(p.table)) throw new EnvironmentError(`a ruleset part for table ${JSON.stringify(p.table)} cannot be loaded by the iptables-legacy backend`);
+      return parseRestoreText(p.text, p.family, p.table);
+    });
   }
 
   private async restore1(family: Family, table: IptTable, text: string, test: boolean): Promise<void> {
@@ -148,7 +150,7 @@ export class IptablesBackend implements Backend {
     }));
     for (const state of saved.flat()) out.set(tableKey(state.family, state.table), state);
     for (const family of families) {
-      for (const table of tables) {
+      for (const table of iptTables) {
         const key = tableKey(family, table);
         if (!out.has(key)) out.set(key, { family, table, chains: [], rules: [], jumps: [] });
       }
@@ -162,17 +164,24 @@ export class IptablesBackend implements Backend {
    * loaded are put back as they were and checked; the error says whether that worked.
    */
   async load(ruleset: Ruleset): Promise<void> {
-    const wanted = this.rulesOf(ruleset);
+    const rendered = this.rulesOf(ruleset);
     const before = await this.readTables();
+    // Tables the ruleset renders nothing into (mangle when no guard is needed) lose natctl's chains.
+    const renderedKeys = new Set(rendered.map((r) => tableKey(r.family, r.table)));
+    const emptied = [...before.values()].filter((state) => !renderedKeys.has(tableKey(state.family, state.table)) && (state.chains.length || state.jumps.length));
+    const wanted: { family: Family; table: IptTable; rules: TableRules | null }[] = [
+      ...rendered.map((rules) => ({ family: rules.family, table: rules.table, rules })),
+      ...emptied.map((state) => ({ family: state.family, table: state.table, rules: null })),
+    ];
     const loaded: string[] = [];
-    for (const rules of wanted) {
-      const key = tableKey(rules.family, rules.table);
+    for (const { family, table, rules } of wanted) {
+      const key = tableKey(family, table);
       const current = before.get(key) ?? null;
       // A table that already holds exactly this is left alone (its counters keep counting).
-      if (current && !compareTable(rules, current).length) continue;
+      if (rules && current && !compareTable(rules, current).length) continue;
       const text = restoreText(rules, current);
       try {
-        if (text !== null) await this.restore1(rules.family, rules.table, text, false);
+        if (text !== null) await this.restore1(family, table, text, false);
         loaded.push(key);
       } catch (error) {
         if (!loaded.length) throw error;
@@ -238,8 +247,18 @@ export class IptablesBackend implements Backend {
   }
 
   /** The checks that matter on an iptables-legacy host (docs/iptables.md), for `natctl doctor`. */
-  doctor(model?: Model): Promise<CheckResult[]> {
-    return iptablesDoctor(this.runner, model);
+  async doctor(model?: Model): Promise<CheckResult[]> {
+    // This backend's own checks, then the backend-neutral host checks (src/doctor).
+    return [...(await iptablesDoctor(this.runner, model)), ...(await hostChecks(model ? { runner: this.runner, model } : { runner: this.runner }))];
+  }
+
+  recoveryHint(): string {
+    return `Inspect it with: ${this.inspectCommand}`;
+  }
+
+  describe(): string {
+    const where = this.runner.netns === undefined ? '' : ` via ip netns exec ${this.runner.netns}`;
+    return `iptables-legacy: one iptables-legacy-restore --noflush per table and family${where} (xtables lock: --wait=${this.wait})`;
   }
 
   async version(): Promise<string> {

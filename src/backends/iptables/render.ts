@@ -6,7 +6,7 @@
 import type { Cidr, Family } from '../../config/addr.js';
 import type { PortRange } from '../../config/ports.js';
 import { ConfigError, type ConfigProblem } from '../../errors.js';
-import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks } from '../../model/model.js';
+import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks, networkHolding, undeclaredTargets } from '../../model/model.js';
 import { formatEndpoint } from '../../model/target.js';
 import { ipFamily, ipToBig, isLoopback } from '../../config/addr.js';
 import { type IptTable, type Jump, type TableRules, restoreText, ruleChain, tableKey } from './rules.js';
@@ -19,12 +19,15 @@ export const chains = {
   dnat: 'NATCTL-DNAT',
   loopback: 'NATCTL-LOOPBACK',
   block: 'NATCTL-BLOCK',
+  guard: 'NATCTL-GUARD',
 } as const;
 const dnatProtoChain = (proto: Proto): string => `NATCTL-DNAT-${proto.toUpperCase()}`;
 const forwardProtoChain = (proto: Proto): string => `NATCTL-FWD-${proto.toUpperCase()}`;
 export const balanceChain = (index: number): string => `NATCTL-LB-${index}`;
 export const allowChain = (index: number): string => `NATCTL-ALLOW-${index}`;
 export const blockRuleChain = (index: number): string => `NATCTL-BLOCK-${index}`;
+/** Direct routed access to the published targets of the `routed` network at this index (mangle). */
+export const routedChain = (index: number): string => `NATCTL-ROUTED-${index}`;
 
 /** At most this many rules in a dispatch chain; more mappings add a level (32^3 = 32,768 per level 3). */
 export const dispatchWidth = 32;
@@ -246,6 +249,13 @@ function postrouting(t: TableBuilder, model: Model, family: Family): void {
       t.rule(chains.postrouting, `${addrMatch('-s', subnet)}-o ${value(network.name)} -m conntrack --ctstate DNAT -j MASQUERADE`);
     }
   }
+  // Docker's per-mapping `-s C -d C -j MASQUERADE`: a target in no declared network reaching its
+  // own published port through the host address would get its own address back as the source
+  // (a martian, dropped); masqueraded, it answers the host.
+  for (const target of undeclaredTargets(model).filter((t) => t.family === family)) {
+    const host = hostPrefix(target.addr, family);
+    t.rule(chains.postrouting, `-s ${host} -d ${host} -m conntrack --ctstate DNAT -j MASQUERADE`);
+  }
   // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
   if (family === 4) for (const name of loopbackNetworks(model)) t.rule(chains.postrouting, `-s 127.0.0.0/8 -o ${value(name)} -j MASQUERADE`);
   // Explicit snat rules are more specific than a network's default egress: they go first.
@@ -264,8 +274,15 @@ function blockRules(t: TableBuilder, model: Model, family: Family): void {
     for (const cidr of rule.except.filter((c) => c.family === family)) t.rule(chain, `-m conntrack --ctorigsrc ${ctAddr(cidr)} -j RETURN`);
     t.rule(chain, `${comment(`natctl block ${rule.name}`)} -j DROP`);
     // hostPort: the port the client dialled (the connection's original destination); targetPort: the port the workload answers from.
-    const selector = rule.match === 'hostPort' ? `--ctstate DNAT --ctorigdstport ${ports(rule.ports)}` : `--ctreplsrcport ${ports(rule.ports)}`;
+    // Only connections DNATed to a workload: the workloads' own outbound traffic to that port passes.
+    const selector = rule.match === 'hostPort' ? `--ctstate DNAT --ctorigdstport ${ports(rule.ports)}` : `--ctstate DNAT --ctreplsrcport ${ports(rule.ports)}`;
     for (const proto of rule.protos) t.rule(chains.block, `-p ${proto} -m conntrack ${selector} -j ${chain}`);
+    if (rule.match !== 'targetPort') return;
+    // Connections routed straight to a workload of a `routed` network pass no DNAT: their
+    // original destination is the workload itself, and the rule covers them too.
+    for (const subnet of routedSubnets(model, family)) {
+      for (const proto of rule.protos) t.rule(chains.block, `-p ${proto} -m conntrack --ctorigdst ${ctAddr(subnet)} --ctreplsrcport ${ports(rule.ports)} -j ${chain}`);
+    }
   });
 }
 
@@ -277,6 +294,14 @@ function filterTable(model: Model, family: Family, mine: Indexed[]): TableRules 
   t.jump('FORWARD', `-j ${chains.forward}`, true);
   t.rule(chains.forward, `-j ${chains.block}`);
   blockRules(t, model, family);
+  for (const network of model.networks) {
+    if (network.hairpin) continue;
+    // hairpin: false. With br_netfilter a sibling's connection DNATed back into its own bridge
+    // is bridged to the target and the reply un-DNATed: hairpin works without masquerade.
+    // Routed or bridged, it enters and leaves the network's interface with a DNAT: drop it
+    // before the dispatch accepts it.
+    t.rule(chains.forward, `-i ${value(network.name)} -o ${value(network.name)} -m conntrack --ctstate DNAT -j DROP`);
+  }
   for (const proto of protos) {
     const leaves = mine.filter((m) => m.mapping.proto === proto).map(({ mapping, index }): Leaf => {
       const bound = mapping.hostIp !== undefined ? `--ctorigdst ${value(ntop(mapping.hostIp))} ` : '';
@@ -301,6 +326,68 @@ function filterTable(model: Model, family: Family, mine: Indexed[]): TableRules 
   return t.done();
 }
 
+function routedSubnets(model: Model, family: Family): Cidr[] {
+  return model.networks.filter((n) => n.gatewayMode === 'routed').flatMap((n) => n.subnets.filter((s) => s.family === family));
+}
+
+/** Published targets (address, protocol, target ports, allow-list) of mappings whose target lies in `network`. */
+function directTargets(model: Model, network: Network, family: Family): { addr: string; proto: Proto; ports: PortRange; allow: Cidr[] }[] {
+  const out: { addr: string; proto: Proto; ports: PortRange; allow: Cidr[] }[] = [];
+  for (const mapping of model.mappings.filter((m) => m.family === family)) {
+    for (const target of mapping.targets) {
+      const holder = model.networks.find((n) => n.name === mapping.network && n.subnets.some((s) => s.family === family)) ?? networkHolding(model, target.addr);
+      if (holder === network) out.push({ addr: target.addr, proto: mapping.proto, ports: target.ports, allow: mapping.allow });
+    }
+  }
+  return out;
+}
+
+/**
+ * The guard, in mangle PREROUTING: after conntrack (so replies are told from new connections)
+ * and before DNAT (so the destination is still the one the client chose), exactly where the
+ * nft backend's guard chain runs (priority -150 is NF_IP_PRI_MANGLE). Rendered only when it
+ * holds rules (docs/iptables.md).
+ */
+function mangleTable(model: Model, family: Family): TableRules | undefined {
+  const t = new TableBuilder(family, 'mangle');
+  t.chain(chains.guard);
+  t.jump('PREROUTING', `-j ${chains.guard}`);
+  let rules = 0;
+  if (family === 4 && loopbackNetworks(model).length) {
+    // route_localnet lets the kernel route 127/8 arriving on the network's interface: without
+    // this drop (Docker's raw PREROUTING `-d 127.0.0.0/8 ! -i lo -j DROP`) a workload routing
+    // 127.0.0.1 via its gateway would reach every host service bound to loopback.
+    t.rule(chains.guard, `-d 127.0.0.0/8 ! -i lo ${comment('natctl loopback only from lo')} -j DROP`);
+    rules++;
+  }
+  model.networks.forEach((network, index) => {
+    if (network.gatewayMode === 'nat-unprotected') return;
+    const subnets = network.subnets.filter((s) => s.family === family);
+    if (!subnets.length) return;
+    // Routed to a workload's own address from another interface (not to the host's address on
+    // the network: that is LOCAL), and not a reply. Docker 28's gateway mode `nat` drops it;
+    // `routed` lets it reach published targets only.
+    let verdict = 'DROP';
+    if (network.gatewayMode === 'routed') {
+      verdict = t.chain(routedChain(index));
+      for (const target of directTargets(model, network, family)) {
+        const head = `-d ${hostPrefix(target.addr, family)} ${dport(target.proto, target.ports)}`;
+        // The mapping's allow-list, judged as in the forward path: a direct route is no way around it.
+        if (!target.allow.length) t.rule(verdict, `${head} -j ACCEPT`);
+        for (const cidr of target.allow) t.rule(verdict, `${addrMatch('-s', cidr)}${head} -j ACCEPT`);
+      }
+      // Like Docker's routed mode: ICMP passes (path MTU, neighbour discovery, ping).
+      t.rule(verdict, `-p ${family === 4 ? 'icmp' : 'ipv6-icmp'} -j ACCEPT`);
+      t.rule(verdict, '-j DROP');
+    }
+    for (const subnet of subnets) {
+      t.rule(chains.guard, `${addrMatch('-d', subnet)}! -i ${value(network.name)} -m addrtype ! --dst-type LOCAL -m conntrack --ctstate INVALID,NEW,UNTRACKED -j ${verdict}`);
+      rules++;
+    }
+  });
+  return rules ? t.done() : undefined;
+}
+
 export interface IptablesRender {
   tables: TableRules[];
 }
@@ -313,7 +400,8 @@ export function renderIptablesRules(model: Model): IptablesRender {
   const tables: TableRules[] = [];
   for (const family of [4, 6] as const) {
     const mine = indexed.filter((m) => m.mapping.family === family);
-    tables.push(natTable(model, family, mine), filterTable(model, family, mine));
+    const mangle = mangleTable(model, family);
+    tables.push(natTable(model, family, mine), filterTable(model, family, mine), ...(mangle ? [mangle] : []));
   }
   return { tables };
 }

@@ -5,7 +5,9 @@
 // verifying a load is a comparison of text.
 import type { Family } from '../../config/addr.js';
 
-export type IptTable = 'nat' | 'filter';
+export type IptTable = 'nat' | 'filter' | 'mangle';
+export const iptTables: readonly IptTable[] = ['nat', 'filter', 'mangle'];
+export const isIptTable = (name: string): name is IptTable => (iptTables as readonly string[]).includes(name);
 
 /** Every chain natctl owns starts with this; nothing else in the kernel is ever touched. */
 export const chainPrefix = 'NATCTL-';
@@ -107,7 +109,7 @@ export function parseRestoreText(text: string, family: Family, table: IptTable):
   return rules;
 }
 
-/** Splits `iptables-save -c` output into natctl's part of its nat and filter tables. */
+/** Splits `iptables-save -c` output into natctl's part of its nat, filter and mangle tables. */
 export function parseSave(text: string, family: Family): TableState[] {
   const tables: TableState[] = [];
   let table: TableState | undefined;
@@ -116,7 +118,7 @@ export function parseSave(text: string, family: Family): TableState[] {
     const line = raw.trimEnd();
     if (line.startsWith('*')) {
       const name = line.slice(1);
-      table = name === 'nat' || name === 'filter' ? { family, table: name, chains: [], rules: [], jumps: [] } : undefined;
+      table = isIptTable(name) ? { family, table: name, chains: [], rules: [], jumps: [] } : undefined;
       if (table) tables.push(table);
       positions.clear();
       continue;

@@ -1,7 +1,8 @@
 // The real nftables backend: loads natctl's batch (`nft -j -f`: atomic, all or nothing) and
 // reads the table back (`nft -j list table`) through a transport: the in-process addon, the
 // spawned nft binary, or a scripted fake (transport.ts).
-import { type CheckResult, runDoctor } from '../../doctor/checks.js';
+import type { CheckResult } from '../../doctor/checks.js';
+import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, Ruleset } from '../backend.js';
@@ -11,7 +12,7 @@ import { sweepTempFiles } from '../tempfile.js';
 import type { NftDocument, NftListing } from './json.js';
 import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
 import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
-import { type NftTransport, createNftTransport } from './transport.js';
+import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
 
 import { nftBinary } from './transport-spawn.js';
 
@@ -146,7 +147,11 @@ export class NftBackend implements Backend {
 
   /** Host checks for this backend: nft, kernel support, forwarding, other tables (src/doctor). */
   doctor(model?: Model): Promise<CheckResult[]> {
-    return runDoctor(model ? { runner: this.runner, nft: this.nft, model } : { runner: this.runner, nft: this.nft });
+    return nftDoctor(model ? { runner: this.runner, nft: this.nft, model } : { runner: this.runner, nft: this.nft });
+  }
+
+  describe(): string {
+    return describeNftTransport(this.runner.netns === undefined ? {} : { netns: this.runner.netns });
   }
 
   recoveryHint(): string {
