@@ -15,7 +15,7 @@ interface WatchOptions {
   mappingMetrics?: boolean;
   debounce: number;
   minInterval: number;
-  backend: 'auto' | 'nft';
+  backend: 'auto' | 'nft' | 'iptables-legacy';
 }
 
 interface Globals {
@@ -47,7 +47,7 @@ export function registerWatch(program: Command): void {
     .option('--mapping-metrics', `per-mapping connection/packet/byte counters on /metrics (one series per mapping, at most 1000)`)
     .option('--debounce <seconds>', 'apply once the path has been quiet this long', nonNegativeSeconds, defaultTiming.debounceMs / 1000)
     .option('--min-interval <seconds>', 'at least this long between two applies', nonNegativeSeconds, defaultTiming.minIntervalMs / 1000)
-    .addOption(new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft']).default('auto'))
+    .addOption(new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft', 'iptables-legacy']).default('auto'))
     .action(async (options: WatchOptions, command: Command) => {
       const globals = command.optsWithGlobals<Globals>();
       const listen = options.listen === undefined ? undefined : parseListen(options.listen);
