@@ -79,7 +79,7 @@ describe('agent with the fake backend', () => {
     await writeFile(join(dir, '.natctl.yaml.tmp'), config([8080, 8081]));
     await rename(join(dir, '.natctl.yaml.tmp'), file);
     const synced = await until(() => syncs().find((s) => s.mappings === 2), (s) => s !== undefined);
-    expect(synced).toMatchObject({ kind: 'full', mappings: 2 });
+    expect(synced).toMatchObject({ kind: 'delta', mappings: 2 });
     expect(backend.live?.raw).toContain('m-m8081');
     const health = await get(agent.port!, '/healthz');
     expect(health.status).toBe(200);
