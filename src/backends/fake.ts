@@ -97,7 +97,8 @@ export class FakeBackend implements Backend {
     if (!(await this.holds(target.from))) throw new Error(`the kernel does not hold ${target.from}: delta refused`);
     this.deltas++;
     if (fault === 'corrupt') {
-      this.live = { raw: 'garbage', normalized: 'garbage', counters: this.live?.counters ?? [], blocked: [] };
+      // Committed, but the kernel holds something else: the new stamp over the old mappings.
+      this.live = this.lazyState(target.before, target.to, this.live?.counters ?? []);
       return;
     }
     // Untouched mappings keep their counters; added and changed ones start at zero.
