@@ -14,6 +14,7 @@ import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } fr
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { registerWatch } from './watch.js';
+import { registerMappings } from './mappings.js';
 import { describeNftTransport } from '../backends/nft/transport.js';
 import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
 
@@ -97,7 +98,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const config = await loadConfigFile(options.file);
       const controller = await Controller.open(controllerOptions(opts));
       const result = await controller.apply(config, { dryRun: options.dryRun === true });
-      if (opts.json) printJson({ changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
+      if (opts.json) printJson({ kind: result.kind, changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
       else print(formatApply(result));
     });
 
@@ -200,6 +201,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .action(() => printJson(configJsonSchema()));
 
   registerWatch(program);
+  registerMappings(program, controllerOptions);
   return program;
 }
 
