@@ -167,11 +167,12 @@ function dnatDispatch(batch: Batch, chain: string, skipLoopback: boolean): void 
     const dport = payload('th', 'dport');
     const daddr = payload(ipProto(family), 'daddr');
     batch.rule(chain, [{ dnat: { family: ipProto(family), addr: { map: { key: concat(daddr, meta('l4proto'), dport), data: `@${dnatMap(family, true)}` } } } }]);
-    for (const proto of protos) batch.rule(chain, [match(meta('l4proto'), proto), vmap(concat(daddr, dport), `@${chainMap('dnat', family, proto, true)}`)]);
+    // `tcp dport` brings its own `meta l4proto tcp` (nft adds the dependency and lists it without): written so, a read-back compares equal.
+    for (const proto of protos) batch.rule(chain, [vmap(concat(daddr, payload(proto, 'dport')), `@${chainMap('dnat', family, proto, true)}`)]);
     // Like Docker's `! -d 127.0.0.0/8`: a wildcard mapping never captures loopback; only an explicit loopback host IP (above) does.
     const notLoopback = skipLoopback ? [match(daddr, family === 4 ? prefix('127.0.0.0', 8) : '::1', '!=')] : [match(meta('nfproto'), nfproto(family))];
     batch.rule(chain, [...notLoopback, { dnat: { family: ipProto(family), addr: { map: { key: concat(meta('l4proto'), dport), data: `@${dnatMap(family, false)}` } } } }]);
-    for (const proto of protos) batch.rule(chain, [...notLoopback, match(meta('l4proto'), proto), vmap(dport, `@${chainMap('dnat', family, proto, false)}`)]);
+    for (const proto of protos) batch.rule(chain, [...notLoopback, vmap(payload(proto, 'dport'), `@${chainMap('dnat', family, proto, false)}`)]);
   }
 }
 
@@ -196,6 +197,20 @@ function renderSimple(batch: Batch, mapping: Mapping, target: Target): void {
   const bound = mapping.hostIp !== undefined;
   batch.element(dnatMap(mapping.family, bound), [element(dnatKey(mapping), mapping.name), concat(target.addr, target.ports.from)]);
   batch.member(forwardSet(mapping.family, mapping.proto, bound), element(forwardKey(mapping), mapping.name));
+}
+
+/** What one mapping adds to the ruleset (its chains, rules and dispatch elements), for deltas (delta.ts). */
+export function renderMappingCommands(mapping: Mapping): NftCommand[] {
+  const batch = new Batch();
+  dispatchMaps(batch);
+  renderMapping(batch, mapping);
+  return batch.commands().flatMap((command): NftCommand[] => {
+    if (!('add' in command)) return [];
+    const object = command.add;
+    if ('map' in object) return object.map.elem?.length ? [command] : [];
+    if ('set' in object) return object.set.elem?.length ? [command] : [];
+    return [command];
+  });
 }
 
 function renderMapping(batch: Batch, mapping: Mapping): void {

@@ -80,6 +80,14 @@ function chainHeader(chain: NftChain): string {
   return `\t\ttype ${chain.type} hook ${chain.hook} priority ${prio}; policy ${chain.policy};\n`;
 }
 
+/** One value (an element, a key) in nft's text syntax. */
+export const valueText = (v: unknown): string => value(v);
+/** A rule's statements in nft's text syntax, with its comment. */
+export function ruleText(rule: NftRule): string {
+  const comment = rule.comment ? ` comment ${quote(rule.comment)}` : '';
+  return `${rule.expr.map((s) => statement(s as Record<string, unknown>)).join(' ')}${comment}`;
+}
+
 const typeText = (type: string | string[]): string => (Array.isArray(type) ? type.join(' . ') : type);
 const hasCounter = (stmt: unknown[] | undefined): boolean => (stmt ?? []).some((s) => typeof s === 'object' && s !== null && 'counter' in s);
 
@@ -132,10 +140,7 @@ export function documentToText(document: NftDocument): string {
     out.push(`\tchain ${chain.name} {`);
     const header = chainHeader(chain);
     if (header) out.push(header.trimEnd());
-    for (const rule of rules) {
-      const comment = rule.comment ? ` comment ${quote(rule.comment)}` : '';
-      out.push(`\t\t${rule.expr.map((s) => statement(s as Record<string, unknown>)).join(' ')}${comment}`);
-    }
+    for (const rule of rules) out.push(`\t\t${ruleText(rule)}`);
     out.push('\t}', '');
   }
   if (out[out.length - 1] === '') out.pop();
