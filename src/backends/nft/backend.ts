@@ -1,16 +1,19 @@
-// The real nftables backend: loads natctl's batch (`nft -j -f`: atomic, all or nothing) and
-// reads the table back (`nft -j list table`) through a transport: the in-process addon, the
-// spawned nft binary, or a scripted fake (transport.ts).
+// The real nftables backend: loads natctl's batch in nft's text syntax (`nft -f`: atomic, all
+// or nothing; docs/ruleset.md says why text) and reads the table back as JSON (`nft -j list
+// table`) through a transport: the in-process addon, the spawned nft binary, or a scripted
+// fake (transport.ts). Incremental changes: delta.ts.
 import { type CheckResult, runDoctor } from '../../doctor/checks.js';
 import { EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, LiveState, Ruleset } from '../backend.js';
+import type { Backend, Delta, LiveState, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
-import type { NftDocument, NftListing } from './json.js';
+import { type DeltaPlan, renderNftDelta } from './delta.js';
+import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+import { documentToBatchText } from './text.js';
 import { type NftTransport, createNftTransport } from './transport.js';
 
 import { nftBinary } from './transport-spawn.js';
@@ -51,6 +54,19 @@ export function classifyNftFailure(exitCode: number | undefined, stderr: string)
 const failure = (command: string, exitCode: number | undefined, stderr: string): BackendFailure =>
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
+const stampPattern = /^[0-9a-f]{1,32}$/;
+
+function checkedStamp(stamp: string): string {
+  if (!stampPattern.test(stamp)) throw new Error(`internal: stamp ${JSON.stringify(stamp)} is not [0-9a-f]{1,32}`);
+  return stamp;
+}
+
+/** A ruleset this process did not render: rendered as JSON by an older natctl, else unknown. */
+function documentOfText(text: string): NftDocument {
+  if (text.trimStart().startsWith('{')) return JSON.parse(text) as NftDocument;
+  throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
+}
+
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   readonly transport: NftTransport;
@@ -58,6 +74,7 @@ export class NftBackend implements Backend {
   // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
   private readonly listings = new WeakMap<LiveState, NftListing>();
   private readonly documents = new WeakMap<Ruleset, NftDocument>();
+  private readonly deltas = new WeakMap<Delta, DeltaPlan>();
 
   private readonly runner: Runner;
   private readonly tempDir: string | undefined;
@@ -74,9 +91,9 @@ export class NftBackend implements Backend {
     });
   }
 
-  render(model: Model): Ruleset {
-    const document = renderNftDocument(model);
-    const ruleset: Ruleset = { backend: 'nft', text: `${JSON.stringify(document)}\n` };
+  render(model: Model, options: { stamp?: string } = {}): Ruleset {
+    const document = renderNftDocument(model, options.stamp === undefined ? {} : { stamp: checkedStamp(options.stamp) });
+    const ruleset: Ruleset = { backend: 'nft', text: documentToBatchText(document) };
     this.documents.set(ruleset, document);
     return ruleset;
   }
@@ -114,7 +131,7 @@ export class NftBackend implements Backend {
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
-    const document = this.documents.get(ruleset) ?? (JSON.parse(ruleset.text) as NftDocument);
+    const document = this.documents.get(ruleset) ?? documentOfText(ruleset.text);
     return verifyListing(document, live ? this.listingOf(live) : null);
   }
 
@@ -128,7 +145,7 @@ export class NftBackend implements Backend {
     const foreign = foreignObjects(listing);
     if (!foreign.length) return [];
     try {
-      await this.loadText(JSON.stringify(listingToBatch(listing)), true);
+      await this.loadText(documentToBatchText(listingToBatch(listing)), true);
       return [];
     } catch (error) {
       return [`natctl's table holds objects it did not create (${foreign.slice(0, 5).join(', ')}) and nft would not take them back: ${(error as Error).message}`];
@@ -136,7 +153,7 @@ export class NftBackend implements Backend {
   }
 
   async restore(live: LiveState | null): Promise<void> {
-    await this.loadText(JSON.stringify(listingToBatch(live ? this.listingOf(live) : null)), false);
+    await this.loadText(documentToBatchText(listingToBatch(live ? this.listingOf(live) : null)), false);
   }
 
   /** Batch files a killed apply left in the scratch dir (call under the apply lock). */
@@ -154,7 +171,88 @@ export class NftBackend implements Backend {
   }
 
   async flush(): Promise<void> {
-    await this.loadText(JSON.stringify(renderNftFlush()), false);
+    await this.loadText(documentToBatchText(renderNftFlush()), false);
+  }
+
+  /** The marker counter named after the stamp: one small listing, whatever the number of mappings. */
+  async holds(stamp: string): Promise<boolean> {
+    if (!stampPattern.test(stamp)) return false;
+    const result = await this.transport.list(['counter', tableFamily, tableName, markerName(stamp)]);
+    if (result.exitCode === 0) return true;
+    const error = failure('nft -j list counter', result.exitCode, result.stderr);
+    if (isNotFound(error)) return false;
+    if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
+    throw error;
+  }
+
+  renderDelta(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined {
+    const plan = renderNftDelta(before, after, { from: checkedStamp(stamp.from), to: checkedStamp(stamp.to) });
+    if (!plan) return undefined;
+    const delta: Delta = { backend: 'nft', text: plan.cleanup ? `${plan.main}# after the batch above committed (docs/ruleset.md):\n${plan.cleanup}` : plan.main, summary: plan.summary };
+    this.deltas.set(delta, plan);
+    return delta;
+  }
+
+  private planOf(delta: Delta): DeltaPlan {
+    const plan = this.deltas.get(delta);
+    if (!plan) throw new Error('internal: this delta was not rendered by this backend');
+    return plan;
+  }
+
+  /**
+   * The main batch, atomically; refused: nothing changed. Then the deferred chain deletes
+   * (docs/ruleset.md, "Incremental changes"): retried, since a kernel before 6.2 may still count
+   * the reference of an element the main batch deleted; what stays is reported by verifyDelta.
+   */
+  async loadDelta(delta: Delta): Promise<void> {
+    const plan = this.planOf(delta);
+    await this.loadText(plan.main, false);
+    if (!plan.cleanup) return;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const result = await this.transport.run(plan.cleanup, { check: false });
+      if (result.exitCode === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
+    }
+  }
+
+  async verifyDelta(delta: Delta): Promise<string[]> {
+    const plan = this.planOf(delta);
+    const problems: string[] = [];
+    if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
+    if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    for (const [map, elements] of plan.present) {
+      const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${elements.map((e) => e.key).join(', ')} }`);
+      if (result.exitCode !== 0) {
+        problems.push(`${map}: ${kernelMessage(result.stderr) || 'elements missing'}`);
+        continue;
+      }
+      // nft prints each element with its counter; counters aside, it is the text natctl sent.
+      const held = ` ${result.stdout.replace(/ counter packets \d+ bytes \d+/g, '').replace(/\s+/g, ' ')} `;
+      for (const { text } of elements) {
+        if (!held.includes(`{ ${text} }`) && !held.includes(`{ ${text},`) && !held.includes(` ${text},`) && !held.includes(` ${text} }`)) problems.push(`${map} element missing or different: ${text}`);
+      }
+    }
+    for (const [map, keys] of plan.absent) {
+      for (const key of keys) {
+        const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${key} }`);
+        if (result.exitCode === 0) problems.push(`${map} still holds ${key}`);
+        else if (!isNotFound(failure('nft get element', result.exitCode, result.stderr))) problems.push(`${map}: ${kernelMessage(result.stderr)}`);
+      }
+    }
+    for (const [chain, rules] of plan.chains) {
+      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
+      if (result.exitCode !== 0) {
+        problems.push(`chain ${chain}: ${kernelMessage(result.stderr)}`);
+        continue;
+      }
+      const wanted: NftCommand[] = [{ add: { chain: { family: tableFamily, table: tableName, name: chain } } }, ...rules.map((rule): NftCommand => ({ add: { rule } }))];
+      problems.push(...verifyListing({ nftables: wanted }, JSON.parse(result.stdout) as NftListing));
+    }
+    for (const chain of plan.gone) {
+      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
+      if (result.exitCode === 0) problems.push(`chain ${chain} is still there`);
+    }
+    return problems;
   }
 
   async version(): Promise<string> {
