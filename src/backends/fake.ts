@@ -74,13 +74,13 @@ export class FakeBackend implements Backend {
   renderDelta(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined {
     const rest = (m: Model): string => JSON.stringify([m.networks, m.snat, m.block]);
     if (rest(before) !== rest(after)) return undefined;
-    const old = new Map(before.mappings.map((m) => [m.name, JSON.stringify(m)]));
+    const old = new Map(before.mappings.map((m) => [m.name, m]));
     const summary: Delta['summary'] = { added: [], removed: [], changed: [] };
     for (const mapping of after.mappings) {
       const previous = old.get(mapping.name);
       old.delete(mapping.name);
       if (previous === undefined) summary.added.push(mapping.name);
-      else if (previous !== JSON.stringify(mapping)) summary.changed.push(mapping.name);
+      else if (previous !== mapping && JSON.stringify(previous) !== JSON.stringify(mapping)) summary.changed.push(mapping.name);
     }
     summary.removed.push(...old.keys());
     const delta: Delta = { backend: 'fake', text: `delta ${stamp.from} -> ${stamp.to}: +${summary.added.join(',')} -${summary.removed.join(',')} ~${summary.changed.join(',')}\n`, summary };

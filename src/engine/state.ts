@@ -212,7 +212,8 @@ export class StateStore {
     await this.ensure();
     const numbers = await this.numbers();
     const generation: Generation = { generation: (numbers[numbers.length - 1] ?? 0) + 1, time: new Date().toISOString(), ...entry };
-    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(generation, null, 2)}\n`);
+    // Compact: at 50,000 mappings indentation alone is megabytes per generation (docs/operations.md).
+    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(generation)}\n`);
     await syncDir(this.dir);
     const stale = [...numbers, generation.generation].slice(0, -this.keep);
     await Promise.all(stale.map((n) => rm(join(this.dir, fileName(n)), { force: true })));
