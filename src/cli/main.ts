@@ -91,13 +91,14 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .description('apply a config: diff, load atomically, verify, roll back on failure')
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--dry-run', 'show what would change; touch nothing')
+    .option('--verify-full', 'compare the whole live ruleset with the last apply first (repairs a rule edited inside the table)')
     .addOption(backendOption())
     .option('--json', 'machine-readable output')
-    .action(async (options: { file: string; dryRun?: boolean }, command: Command) => {
+    .action(async (options: { file: string; dryRun?: boolean; verifyFull?: boolean }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
       const controller = await Controller.open(controllerOptions(opts));
-      const result = await controller.apply(config, { dryRun: options.dryRun === true });
+      const result = await controller.apply(config, { dryRun: options.dryRun === true, verifyFull: options.verifyFull === true });
       if (opts.json) printJson({ kind: result.kind, changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
       else print(formatApply(result));
     });
