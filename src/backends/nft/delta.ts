@@ -112,7 +112,9 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
     }
   }
   const chains = new Map<string, NftRule[]>();
+  // Every chain exists (created or emptied) before any rule: a rule may jump to a later one.
   const chainLines: string[] = [];
+  const ruleLines: string[] = [];
   const adds: string[] = [];
   const present = new Map<string, { key: string; text: string }[]>();
   for (const m of come) {
@@ -120,7 +122,7 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
     for (const [name, rules] of parts.chains) {
       chains.set(name, rules);
       chainLines.push(`add chain ${where} ${name}`, `flush chain ${where} ${name}`);
-      for (const rule of rules) chainLines.push(`add rule ${where} ${name} ${ruleText(rule)}`);
+      for (const rule of rules) ruleLines.push(`add rule ${where} ${name} ${ruleText(rule)}`);
     }
     for (const { map, elem } of parts.elements) {
       const key = valueText(keyOf(elem));
@@ -134,7 +136,7 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
   // A chain name may come back in `after` (a changed mapping): flushed and refilled above, not deleted.
   const deleted = [...oldChains].filter((name) => !chains.has(name));
   const marker = [`delete counter ${where} ${markerName(stamp.from)}`, `add counter ${where} ${markerName(stamp.to)}`];
-  const main = `${[...marker, ...deletes, ...chainLines, ...adds].join('\n')}\n`;
+  const main = `${[...marker, ...deletes, ...chainLines, ...ruleLines, ...adds].join('\n')}\n`;
   const cleanup = deleted.length ? `${deleted.map((name) => `delete chain ${where} ${name}`).join('\n')}\n` : undefined;
   return { main, cleanup, from: stamp.from, to: stamp.to, present, absent, chains, gone: deleted, summary };
 }
