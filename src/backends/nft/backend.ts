@@ -67,13 +67,15 @@ function documentOfText(text: string): NftDocument {
   throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
 }
 
+/** The document behind each ruleset rendered in this process (the text is what nft loads; verify compares the document). */
+const documents = new WeakMap<Ruleset, NftDocument>();
+
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   readonly transport: NftTransport;
   // What this backend already parsed, keyed by the objects it handed out: a listing of
   // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
   private readonly listings = new WeakMap<LiveState, NftListing>();
-  private readonly documents = new WeakMap<Ruleset, NftDocument>();
   private readonly deltas = new WeakMap<Delta, DeltaPlan>();
 
   private readonly runner: Runner;
@@ -94,7 +96,7 @@ export class NftBackend implements Backend {
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
     const document = renderNftDocument(model, options.stamp === undefined ? {} : { stamp: checkedStamp(options.stamp) });
     const ruleset: Ruleset = { backend: 'nft', text: documentToBatchText(document) };
-    this.documents.set(ruleset, document);
+    documents.set(ruleset, document);
     return ruleset;
   }
 
@@ -131,7 +133,7 @@ export class NftBackend implements Backend {
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
-    const document = this.documents.get(ruleset) ?? documentOfText(ruleset.text);
+    const document = documents.get(ruleset) ?? documentOfText(ruleset.text);
     return verifyListing(document, live ? this.listingOf(live) : null);
   }
 
