@@ -131,7 +131,7 @@ describe.each([
 
   it.runIf(runs)('a table replaced by hand no longer holds the stamp', async () => {
     expect(await backend.holds('aaaa000000000004')).toBe(true);
-    const text = (await listing()).replace(/\tcounter g-aaaa000000000004 \{[^}]*\}\n/, '');
+    const text = (await listing()).replace(/\tset g-aaaa000000000004 \{[^}]*\}\n/, '');
     await box.exec(box.host, 'nft', ['delete', 'table', 'inet', 'natctl']);
     const loaded = await box.exec(box.host, 'sh', ['-c', `printf '%s' "$1" | nft -f -`, 'sh', text]);
     expect(loaded.exitCode, loaded.stderr).toBe(0);

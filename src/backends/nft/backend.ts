@@ -176,12 +176,12 @@ export class NftBackend implements Backend {
     await this.loadText(documentToBatchText(renderNftFlush()), false);
   }
 
-  /** The marker counter named after the stamp: one small listing, whatever the number of mappings. */
+  /** The marker set named after the stamp: one small listing, whatever the number of mappings. */
   async holds(stamp: string): Promise<boolean> {
     if (!stampPattern.test(stamp)) return false;
-    const result = await this.transport.list(['counter', tableFamily, tableName, markerName(stamp)]);
+    const result = await this.transport.list(['set', tableFamily, tableName, markerName(stamp)]);
     if (result.exitCode === 0) return true;
-    const error = failure('nft -j list counter', result.exitCode, result.stderr);
+    const error = failure('nft -j list set', result.exitCode, result.stderr);
     if (isNotFound(error)) return false;
     if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
     throw error;

@@ -2,7 +2,7 @@
 // natctl's table from one model into another when only mappings changed. A simple mapping is
 // three elements (DNAT data map, forward set), a complex one its chains and two chain-map
 // elements; the generation marker is swapped in the same batch, so a delta only commits on
-// a kernel that still holds `from` (deleting a missing counter fails: nothing changes).
+// a kernel that still holds `from` (deleting a missing marker set fails: nothing changes).
 import { type Mapping, type Model, loopbackNetworks, undeclaredTargets } from '../../model/model.js';
 import type { NftRule, NftValue } from './json.js';
 import { markerName, renderMappingCommands, tableFamily, tableName } from './render.js';
@@ -135,7 +135,7 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
   }
   // A chain name may come back in `after` (a changed mapping): flushed and refilled above, not deleted.
   const deleted = [...oldChains].filter((name) => !chains.has(name));
-  const marker = [`delete counter ${where} ${markerName(stamp.from)}`, `add counter ${where} ${markerName(stamp.to)}`];
+  const marker = [`delete set ${where} ${markerName(stamp.from)}`, `add set ${where} ${markerName(stamp.to)} { type mark; }`];
   const main = `${[...marker, ...deletes, ...chainLines, ...ruleLines, ...adds].join('\n')}\n`;
   const cleanup = deleted.length ? `${deleted.map((name) => `delete chain ${where} ${name}`).join('\n')}\n` : undefined;
   return { main, cleanup, from: stamp.from, to: stamp.to, present, absent, chains, gone: deleted, summary };
