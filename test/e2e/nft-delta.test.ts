@@ -129,13 +129,25 @@ describe.each([
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c2 ${addr.ext} 80`);
   });
 
+  it.runIf(runs)('verifyDelta reads the touched elements back: a re-pointed or missing element is caught', async () => {
+    const moved = { ...base, mappings: [{ ...base.mappings[0]!, target: `${addr.c2}:80` }, base.mappings[1]!] };
+    const delta = backend.renderDelta(modelOf(moved), modelOf({ ...moved, mappings: [...moved.mappings, grown.mappings[2]!] }), { from: 'aaaa000000000004', to: 'aaaa000000000005' });
+    await backend.loadDelta(delta!);
+    expect(await backend.verifyDelta(delta!)).toEqual([]);
+    await box.exec(box.host, 'nft', ['delete element inet natctl dnat4 { tcp . 8085 }']);
+    await box.exec(box.host, 'nft', [`add element inet natctl dnat4 { tcp . 8085 comment "extra" : ${addr.c1} . 80 }`]);
+    expect((await backend.verifyDelta(delta!)).join('\n')).toMatch(/dnat4 element different/);
+    await box.exec(box.host, 'nft', ['delete element inet natctl fwd4_tcp { 8085 }']);
+    expect((await backend.verifyDelta(delta!)).join('\n')).toMatch(/fwd4_tcp element missing: 8085/);
+  });
+
   it.runIf(runs)('a table replaced by hand no longer holds the stamp', async () => {
-    expect(await backend.holds('aaaa000000000004')).toBe(true);
-    const text = (await listing()).replace(/\tset g-aaaa000000000004 \{[^}]*\}\n/, '');
+    expect(await backend.holds('aaaa000000000005')).toBe(true);
+    const text = (await listing()).replace(/\tset g-aaaa000000000005 \{[^}]*\}\n/, '');
     await box.exec(box.host, 'nft', ['delete', 'table', 'inet', 'natctl']);
     const loaded = await box.exec(box.host, 'sh', ['-c', `printf '%s' "$1" | nft -f -`, 'sh', text]);
     expect(loaded.exitCode, loaded.stderr).toBe(0);
     expect(await listing()).toContain('map dnat4');
-    expect(await backend.holds('aaaa000000000004')).toBe(false);
+    expect(await backend.holds('aaaa000000000005')).toBe(false);
   });
 });

@@ -222,23 +222,23 @@ export class NftBackend implements Backend {
     const problems: string[] = [];
     if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
     if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    // Probed in check mode (nft -c: nothing is committed), element by element: `create` fails
+    // with EEXIST exactly when the key is there, and `add` of the element as sent fails when the
+    // kernel holds that key with other data. nft 1.0.6 answers both without dumping any set,
+    // where `get element` and listings read every element first (docs/ruleset.md).
     for (const [map, elements] of plan.present) {
-      const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${elements.map((e) => e.key).join(', ')} }`);
-      if (result.exitCode !== 0) {
-        problems.push(`${map}: ${kernelMessage(result.stderr) || 'elements missing'}`);
-        continue;
-      }
-      // nft prints each element with its counter; counters aside, it is the text natctl sent.
-      const held = ` ${result.stdout.replace(/ counter packets \d+ bytes \d+/g, '').replace(/\s+/g, ' ')} `;
       for (const { text } of elements) {
-        if (!held.includes(`{ ${text} }`) && !held.includes(`{ ${text},`) && !held.includes(` ${text},`) && !held.includes(` ${text} }`)) problems.push(`${map} element missing or different: ${text}`);
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${text} }\n`, { check: true });
+        if (result.exitCode === 0) problems.push(`${map} element missing: ${text}`);
+        else if (failure('nft -c create element', result.exitCode, result.stderr).kind !== 'exists') problems.push(`${map}: ${kernelMessage(result.stderr)}`);
       }
+      const same = await this.transport.run(elements.map(({ text }) => `add element ${tableFamily} ${tableName} ${map} { ${text} }\n`).join(''), { check: true });
+      if (same.exitCode !== 0) problems.push(`${map} element different from ${elements.map((e) => e.text).join(', ')}: ${kernelMessage(same.stderr)}`);
     }
-    for (const [map, keys] of plan.absent) {
-      for (const key of keys) {
-        const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${key} }`);
-        if (result.exitCode === 0) problems.push(`${map} still holds ${key}`);
-        else if (!isNotFound(failure('nft get element', result.exitCode, result.stderr))) problems.push(`${map}: ${kernelMessage(result.stderr)}`);
+    for (const [map, probes] of plan.absent) {
+      for (const probe of probes) {
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
+        if (result.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(result.stderr)}`);
       }
     }
     for (const [chain, rules] of plan.chains) {
@@ -251,8 +251,8 @@ export class NftBackend implements Backend {
       problems.push(...verifyListing({ nftables: wanted }, JSON.parse(result.stdout) as NftListing));
     }
     for (const chain of plan.gone) {
-      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
-      if (result.exitCode === 0) problems.push(`chain ${chain} is still there`);
+      const result = await this.transport.run(`create chain ${tableFamily} ${tableName} ${chain}\n`, { check: true });
+      if (result.exitCode !== 0) problems.push(`chain ${chain} is still there`);
     }
     return problems;
   }
