@@ -67,13 +67,15 @@ function documentOfText(text: string): NftDocument {
   throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
 }
 
+/** The document behind each ruleset rendered in this process (the text is what nft loads; verify compares the document). */
+const documents = new WeakMap<Ruleset, NftDocument>();
+
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   readonly transport: NftTransport;
   // What this backend already parsed, keyed by the objects it handed out: a listing of
   // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
   private readonly listings = new WeakMap<LiveState, NftListing>();
-  private readonly documents = new WeakMap<Ruleset, NftDocument>();
   private readonly deltas = new WeakMap<Delta, DeltaPlan>();
 
   private readonly runner: Runner;
@@ -94,7 +96,7 @@ export class NftBackend implements Backend {
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
     const document = renderNftDocument(model, options.stamp === undefined ? {} : { stamp: checkedStamp(options.stamp) });
     const ruleset: Ruleset = { backend: 'nft', text: documentToBatchText(document) };
-    this.documents.set(ruleset, document);
+    documents.set(ruleset, document);
     return ruleset;
   }
 
@@ -131,7 +133,7 @@ export class NftBackend implements Backend {
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
-    const document = this.documents.get(ruleset) ?? documentOfText(ruleset.text);
+    const document = documents.get(ruleset) ?? documentOfText(ruleset.text);
     return verifyListing(document, live ? this.listingOf(live) : null);
   }
 
@@ -174,12 +176,12 @@ export class NftBackend implements Backend {
     await this.loadText(documentToBatchText(renderNftFlush()), false);
   }
 
-  /** The marker counter named after the stamp: one small listing, whatever the number of mappings. */
+  /** The marker set named after the stamp: one small listing, whatever the number of mappings. */
   async holds(stamp: string): Promise<boolean> {
     if (!stampPattern.test(stamp)) return false;
-    const result = await this.transport.list(['counter', tableFamily, tableName, markerName(stamp)]);
+    const result = await this.transport.list(['set', tableFamily, tableName, markerName(stamp)]);
     if (result.exitCode === 0) return true;
-    const error = failure('nft -j list counter', result.exitCode, result.stderr);
+    const error = failure('nft -j list set', result.exitCode, result.stderr);
     if (isNotFound(error)) return false;
     if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
     throw error;
@@ -220,23 +222,23 @@ export class NftBackend implements Backend {
     const problems: string[] = [];
     if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
     if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    // Probed in check mode (nft -c: nothing is committed), element by element: `create` fails
+    // with EEXIST exactly when the key is there, and `add` of the element as sent fails when the
+    // kernel holds that key with other data. nft 1.0.6 answers both without dumping any set,
+    // where `get element` and listings read every element first (docs/ruleset.md).
     for (const [map, elements] of plan.present) {
-      const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${elements.map((e) => e.key).join(', ')} }`);
-      if (result.exitCode !== 0) {
-        problems.push(`${map}: ${kernelMessage(result.stderr) || 'elements missing'}`);
-        continue;
-      }
-      // nft prints each element with its counter; counters aside, it is the text natctl sent.
-      const held = ` ${result.stdout.replace(/ counter packets \d+ bytes \d+/g, '').replace(/\s+/g, ' ')} `;
       for (const { text } of elements) {
-        if (!held.includes(`{ ${text} }`) && !held.includes(`{ ${text},`) && !held.includes(` ${text},`) && !held.includes(` ${text} }`)) problems.push(`${map} element missing or different: ${text}`);
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${text} }\n`, { check: true });
+        if (result.exitCode === 0) problems.push(`${map} element missing: ${text}`);
+        else if (failure('nft -c create element', result.exitCode, result.stderr).kind !== 'exists') problems.push(`${map}: ${kernelMessage(result.stderr)}`);
       }
+      const same = await this.transport.run(elements.map(({ text }) => `add element ${tableFamily} ${tableName} ${map} { ${text} }\n`).join(''), { check: true });
+      if (same.exitCode !== 0) problems.push(`${map} element different from ${elements.map((e) => e.text).join(', ')}: ${kernelMessage(same.stderr)}`);
     }
-    for (const [map, keys] of plan.absent) {
-      for (const key of keys) {
-        const result = await this.transport.query(`get element ${tableFamily} ${tableName} ${map} { ${key} }`);
-        if (result.exitCode === 0) problems.push(`${map} still holds ${key}`);
-        else if (!isNotFound(failure('nft get element', result.exitCode, result.stderr))) problems.push(`${map}: ${kernelMessage(result.stderr)}`);
+    for (const [map, probes] of plan.absent) {
+      for (const probe of probes) {
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
+        if (result.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(result.stderr)}`);
       }
     }
     for (const [chain, rules] of plan.chains) {
@@ -249,8 +251,8 @@ export class NftBackend implements Backend {
       problems.push(...verifyListing({ nftables: wanted }, JSON.parse(result.stdout) as NftListing));
     }
     for (const chain of plan.gone) {
-      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
-      if (result.exitCode === 0) problems.push(`chain ${chain} is still there`);
+      const result = await this.transport.run(`create chain ${tableFamily} ${tableName} ${chain}\n`, { check: true });
+      if (result.exitCode !== 0) problems.push(`chain ${chain} is still there`);
     }
     return problems;
   }

@@ -323,7 +323,7 @@ const ownKinds = new Set(['table', 'chain', 'map', 'rule']);
 const isOwn = (object: AnyObject): boolean => {
   const kind = kindOf(object);
   const name = String(object[kind]?.name);
-  return ownKinds.has(kind) || (kind === 'set' && simpleForwardSet.test(name)) || (kind === 'counter' && /^g-[0-9a-f]+$/.test(name));
+  return ownKinds.has(kind) || (kind === 'set' && (simpleForwardSet.test(name) || /^g-[0-9a-f]+$/.test(name)));
 };
 
 /** Objects of a listing natctl did not create (named sets, counters, quotas, ...), as "kind name". */

@@ -47,7 +47,11 @@ export const dnatMap = (family: Family, bound: boolean): string => `dnat${family
 export const forwardSet = (family: Family, proto: Proto, bound: boolean): string => `fwd${family}_${proto}${bound ? '_addr' : ''}`;
 /** Small per-protocol verdict maps (interval, single field when not host-IP-bound) to the chains of the other mappings. */
 export const chainMap = (hook: 'dnat' | 'fwd', family: Family, proto: Proto, bound: boolean): string => `${hook}${family}_${proto}${bound ? '_addr' : ''}_chains`;
-/** The generation marker: a named counter named after the stamp (docs/ruleset.md, "Incremental changes"). */
+/**
+ * The generation marker: an empty set named after the stamp (docs/ruleset.md, "Incremental
+ * changes"). A set because nft 1.0.6 lists one set by name without reading the rest of the
+ * ruleset (a named counter or `get element` makes it dump every element first).
+ */
 export const markerName = (stamp: string): string => `g-${stamp}`;
 /** Regular chains the nat hooks jump to for local destinations (one `fib` lookup per packet). */
 export const publishedChain = (local: boolean): string => (local ? 'published-local' : 'published');
@@ -448,7 +452,7 @@ function renderGuard(batch: Batch, model: Model): void {
 /** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
 export function renderNftDocument(model: Model, options: { stamp?: string } = {}): NftDocument {
   const batch = new Batch();
-  if (options.stamp !== undefined) batch.add({ counter: { ...T, name: markerName(options.stamp), packets: 0, bytes: 0 } });
+  if (options.stamp !== undefined) batch.add({ set: { ...T, name: markerName(options.stamp), type: 'mark' } });
   dispatchMaps(batch);
   directMaps(batch, model);
 
