@@ -6,8 +6,11 @@ import type { Model } from '../model/model.js';
 import { renderNftDocument } from './nft/render.js';
 import type { Backend, Delta, LiveState, MappingCounters, Ruleset } from './backend.js';
 
-/** What a delta does when loaded: refused (nothing changes), or "committed" as something else. */
-export type FakeDeltaFault = 'refuse' | 'corrupt';
+/**
+ * What a delta does when loaded: refused (nothing changes), "committed" as something else, or
+ * committed and then reported as failed (a tool whose exit status lies).
+ */
+export type FakeDeltaFault = 'refuse' | 'corrupt' | 'load-then-fail';
 
 const marker = (stamp: string): string => `# natctl stamp ${stamp}\n`;
 
@@ -105,6 +108,7 @@ export class FakeBackend implements Backend {
     const touched = new Set([...delta.summary.added, ...delta.summary.removed, ...delta.summary.changed]);
     const counters: MappingCounters[] = (this.live?.counters ?? []).filter((c) => !touched.has(c.name));
     this.live = this.lazyState(target.after, target.to, counters);
+    if (fault === 'load-then-fail') throw new Error('Error: Could not process rule: No buffer space available (after committing)');
   }
 
   async verifyDelta(delta: Delta): Promise<string[]> {

@@ -459,9 +459,17 @@ export class Controller {
     try {
       await backend.loadDelta(delta);
     } catch (error) {
-      // A refused batch changed nothing: the full path (snapshot, load, verify, restore) takes over.
-      this.progress(`delta refused (${(error as Error).message.split('\n')[0]}): falling back to a full load`);
-      return undefined;
+      // A refused batch changed nothing: the full path (snapshot, load, verify, restore) takes
+      // over. Not believed, read back: a tool that reports failure after committing (or a
+      // kernel state nobody knows) is undone like a delta that does not verify.
+      const untouched = await backend.holds!(stamps.from).catch(() => false);
+      if (untouched) {
+        this.progress(`delta refused (${(error as Error).message.split('\n')[0]}): falling back to a full load`);
+        return undefined;
+      }
+      this.progress('the delta reported failure but the kernel no longer holds the previous generation: undoing it');
+      const how = await this.undoDelta(model, lastModel, stamps, error);
+      throw new ApplyError(`apply failed: ${(error as Error).message}\nthe previous ruleset was ${how} and verified`, true, { cause: error });
     }
     this.progress('reading back what the delta touched');
     let problems: string[];

@@ -113,6 +113,17 @@ describe('incremental apply', () => {
     expect(await webPackets()).toBe(42);
   });
 
+  it('a delta that reports failure after committing is not taken for refused: it is undone (exit 1)', async () => {
+    await controller.apply(configA);
+    backend.deltaFaults = ['load-then-fail'];
+    const error = await controller.apply(configB).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApplyError);
+    expect((error as Error).message).toMatch(/No buffer space[\s\S]*restored by the inverse delta and verified/);
+    expect(backend.loads).toBe(1);
+    expect((await controller.history()).length).toBe(1);
+    expect((await controller.apply(configA)).kind).toBe('noop');
+  });
+
   it('when the inverse delta fails too, the previous generation is reloaded whole (exit 1)', async () => {
     await controller.apply(configA);
     backend.deltaFaults = ['corrupt', 'corrupt'];

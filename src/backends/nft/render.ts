@@ -452,7 +452,6 @@ function renderGuard(batch: Batch, model: Model): void {
 /** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
 export function renderNftDocument(model: Model, options: { stamp?: string } = {}): NftDocument {
   const batch = new Batch();
-  if (options.stamp !== undefined) batch.add({ set: { ...T, name: markerName(options.stamp), type: 'mark' } });
   dispatchMaps(batch);
   directMaps(batch, model);
 
@@ -488,6 +487,8 @@ export function renderNftDocument(model: Model, options: { stamp?: string } = {}
   for (const mapping of model.mappings) renderMapping(batch, mapping);
   renderDirect(batch, model);
   renderPostrouting(batch, model);
+  // The marker last, where a delta adds it: the listing is the same after a full load or a delta.
+  if (options.stamp !== undefined) batch.add({ set: { ...T, name: markerName(options.stamp), type: 'mark' } });
   const table = { family: tableFamily, name: tableName };
   // add + delete + add: replaces the table whether or not it exists, in one transaction.
   return { nftables: [{ add: { table } }, { delete: { table } }, { add: { table } }, ...batch.commands()] };
