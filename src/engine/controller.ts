@@ -469,7 +469,7 @@ export class Controller {
       }
       this.progress('the delta reported failure but the kernel no longer holds the previous generation: undoing it');
       const how = await this.undoDelta(model, lastModel, stamps, error);
-      throw new ApplyError(`apply failed: ${(error as Error).message}\nthe previous ruleset was ${how} and verified`, true, { cause: error });
+      throw new ApplyError(`apply failed: ${(error as Error).message}\nthe previous ruleset was restored and verified (${how})`, true, { cause: error });
     }
     this.progress('reading back what the delta touched');
     let problems: string[];
@@ -481,7 +481,7 @@ export class Controller {
     if (problems.length) {
       this.progress('delta verification failed: undoing it');
       const how = await this.undoDelta(model, lastModel, stamps, new Error(problems.join('; ')));
-      throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was ${how} and verified`, true);
+      throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified (${how})`, true);
     }
     this.progress('recording the generation');
     let generation: Generation;
@@ -490,7 +490,7 @@ export class Controller {
     } catch (error) {
       this.progress('recording failed: undoing the delta');
       const how = await this.undoDelta(model, lastModel, stamps, error);
-      throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was ${how} and verified; free space in the state dir and apply again`, true, { cause: error });
+      throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified (${how}); free space in the state dir and apply again`, true, { cause: error });
     }
     await this.remember(generation, model);
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
@@ -501,30 +501,44 @@ export class Controller {
 
   /**
    * Puts the previous generation back after a delta that loaded: the inverse delta, verified;
-   * else a full load of the previous generation's render, read back and verified. Says which.
+   * else a full load of the previous generation's render, read back and verified. Says how.
    */
   private async undoDelta(model: Model, lastModel: Model, stamps: { stamp: string; from: string }, cause: unknown): Promise<string> {
     const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
     const failures: string[] = [];
-    try {
-      const inverse = backend.renderDelta(model, lastModel, { from: stamps.stamp, to: stamps.from });
-      if (!inverse) throw new Error('no inverse delta');
-      await backend.loadDelta(inverse);
-      const problems = await backend.verifyDelta(inverse);
-      if (!problems.length) return 'restored by the inverse delta';
-      failures.push(`the inverse delta did not verify: ${problems.slice(0, 3).join('; ')}`);
-    } catch (error) {
-      failures.push(`the inverse delta failed: ${(error as Error).message}`);
+    // A command that reports failure may still have committed: only the read-back decides.
+    const inverse = backend.renderDelta(model, lastModel, { from: stamps.stamp, to: stamps.from });
+    if (inverse) {
+      let loadError: unknown;
+      try {
+        await backend.loadDelta(inverse);
+      } catch (error) {
+        loadError = error;
+      }
+      try {
+        const problems = await backend.verifyDelta(inverse);
+        if (!problems.length) return 'by the inverse delta';
+        failures.push(`the inverse delta ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
+      } catch (error) {
+        failures.push(`reading the inverse delta back failed: ${(error as Error).message}`);
+      }
+    } else {
+      failures.push('the change has no inverse delta');
     }
     this.progress('undoing the delta failed: loading the previous generation whole');
     const previous = backend.render(lastModel, { stamp: stamps.from });
+    let loadError: unknown;
     try {
       await backend.load(previous);
-      const problems = backend.verify(previous, await backend.read());
-      if (!problems.length) return 'reloaded whole';
-      failures.push(`the reloaded ruleset did not verify: ${problems.slice(0, 3).join('; ')}`);
     } catch (error) {
-      failures.push(`reloading it failed: ${(error as Error).message}`);
+      loadError = error;
+    }
+    try {
+      const problems = backend.verify(previous, await backend.read());
+      if (!problems.length) return 'by a full reload of the previous generation';
+      failures.push(`the reloaded ruleset ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
+    } catch (error) {
+      failures.push(`reading the reloaded ruleset back failed: ${(error as Error).message}`);
     }
     throw new RollbackError(
       `apply failed (${(cause as Error).message}) and restoring the previous ruleset failed too (${failures.join('; ')}).\n` +

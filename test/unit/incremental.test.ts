@@ -102,7 +102,7 @@ describe('incremental apply', () => {
     const error = await controller.apply(configB).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApplyError);
     expect((error as ApplyError).exitCode).toBe(1);
-    expect((error as Error).message).toMatch(/restored by the inverse delta and verified/);
+    expect((error as Error).message).toMatch(/restored and verified \(by the inverse delta\)/);
     expect(backend.deltaLog.map((d) => d.summary)).toEqual([
       { added: ['db'], removed: [], changed: [] },
       { added: [], removed: ['db'], changed: [] },
@@ -118,7 +118,7 @@ describe('incremental apply', () => {
     backend.deltaFaults = ['load-then-fail'];
     const error = await controller.apply(configB).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApplyError);
-    expect((error as Error).message).toMatch(/No buffer space[\s\S]*restored by the inverse delta and verified/);
+    expect((error as Error).message).toMatch(/No buffer space[\s\S]*restored and verified \(by the inverse delta\)/);
     expect(backend.loads).toBe(1);
     expect((await controller.history()).length).toBe(1);
     expect((await controller.apply(configA)).kind).toBe('noop');
@@ -129,7 +129,7 @@ describe('incremental apply', () => {
     backend.deltaFaults = ['corrupt', 'corrupt'];
     const error = await controller.apply(configB).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(ApplyError);
-    expect((error as Error).message).toMatch(/reloaded whole and verified/);
+    expect((error as Error).message).toMatch(/restored and verified \(by a full reload of the previous generation\)/);
     expect(backend.loads).toBe(2);
     expect((await controller.status()).drift.drifted).toBe(false);
     expect((await controller.apply(configA)).kind).toBe('noop');
@@ -142,7 +142,7 @@ describe('incremental apply', () => {
     const error = await controller.apply(configB).catch((e: unknown) => e);
     expect(error).toBeInstanceOf(RollbackError);
     expect((error as RollbackError).exitCode).toBe(5);
-    expect((error as Error).message).toMatch(/inverse delta failed[\s\S]*did not verify[\s\S]*natctl rollback/);
+    expect((error as Error).message).toMatch(/inverse delta failed[\s\S]*reloaded ruleset did not verify[\s\S]*natctl rollback/);
   });
 
   it('a clobbered table (marker gone) is drift: the full path repairs it', async () => {
