@@ -63,9 +63,6 @@ class FailAfterFirstLoad implements NftTransport {
   list(args: readonly string[]): Promise<NftResult> {
     return this.inner.list(args);
   }
-  query(command: string): Promise<NftResult> {
-    return this.inner.query(command);
-  }
   version(): Promise<string> {
     return this.inner.version();
   }

@@ -226,14 +226,18 @@ export class NftBackend implements Backend {
     // with EEXIST exactly when the key is there, and `add` of the element as sent fails when the
     // kernel holds that key with other data. nft 1.0.6 answers both without dumping any set,
     // where `get element` and listings read every element first (docs/ruleset.md).
+    const adds: string[] = [];
     for (const [map, elements] of plan.present) {
       for (const { text } of elements) {
         const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${text} }\n`, { check: true });
         if (result.exitCode === 0) problems.push(`${map} element missing: ${text}`);
         else if (failure('nft -c create element', result.exitCode, result.stderr).kind !== 'exists') problems.push(`${map}: ${kernelMessage(result.stderr)}`);
+        adds.push(`add element ${tableFamily} ${tableName} ${map} { ${text} }\n`);
       }
-      const same = await this.transport.run(elements.map(({ text }) => `add element ${tableFamily} ${tableName} ${map} { ${text} }\n`).join(''), { check: true });
-      if (same.exitCode !== 0) problems.push(`${map} element different from ${elements.map((e) => e.text).join(', ')}: ${kernelMessage(same.stderr)}`);
+    }
+    if (adds.length && !problems.length) {
+      const same = await this.transport.run(adds.join(''), { check: true });
+      if (same.exitCode !== 0) problems.push(`an element differs from what the delta sent (${kernelMessage(same.stderr)}): ${adds.join('').trim().replace(/\n/g, '; ')}`);
     }
     for (const [map, probes] of plan.absent) {
       for (const probe of probes) {

@@ -60,10 +60,10 @@ export const set = (items: NftValue[]): NftExpr => ({ set: items });
 export const match = (left: NftValue, right: NftValue, op: '==' | '!=' | 'in' = '=='): NftStatement => ({ match: { op, left, right } });
 export const counter = (): NftStatement => ({ counter: { packets: 0, bytes: 0 } });
 /**
- * A set or map element with its own counter and a comment (the mapping's name), as nft 1.0.6
- * lists it: {"elem": {"val": KEY, "comment": NAME, "counter": {...}}}.
+ * A set or map element with its own counter and, when given, a comment (the mapping's name), as
+ * nft 1.0.6 lists it: {"elem": {"val": KEY, "comment": NAME, "counter": {...}}}.
  */
-export const element = (val: NftValue, comment: string): NftExpr => ({ elem: { val, comment, counter: { packets: 0, bytes: 0 } } });
+export const element = (val: NftValue, comment?: string): NftExpr => ({ elem: comment === undefined ? { val, counter: { packets: 0, bytes: 0 } } : { val, comment, counter: { packets: 0, bytes: 0 } } });
 export const accept = (): NftStatement => ({ accept: null });
 export const drop = (): NftStatement => ({ drop: null });
 export const ret = (): NftStatement => ({ return: null });

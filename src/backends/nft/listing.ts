@@ -35,40 +35,56 @@ function counterOf(expr: unknown[]): { packets: number; bytes: number } | undefi
   return undefined;
 }
 
-/** An element with its own counter and comment, as nft 1.0.6 lists it ({"elem": {"val", "comment", "counter"}}). */
+/** An element with its own counter (and comment), as nft 1.0.6 lists it ({"elem": {"val", "comment", "counter"}}). */
 interface CountedElement { val: unknown; comment?: string; counter?: { packets?: number; bytes?: number } }
 
 function countedElement(item: unknown): CountedElement | undefined {
   const key = Array.isArray(item) ? item[0] : item;
   const elem = (key as { elem?: CountedElement } | null)?.elem;
-  return elem && typeof elem === 'object' && typeof elem.comment === 'string' ? elem : undefined;
+  return elem && typeof elem === 'object' && 'val' in elem ? elem : undefined;
 }
 
 const simpleDnatMap = /^dnat([46])(_addr)?$/;
-const simpleForwardSet = /^fwd[46]_[a-z]+(_addr)?$/;
+const simpleForwardSet = /^fwd([46])_([a-z]+)(_addr)?$/;
+/** One simple mapping's key, the same from its DNAT element and its forward element. */
+const simpleKey = (family: string, addr: unknown, proto: unknown, port: unknown): string => `${family} ${String(addr ?? '')} ${String(proto)} ${String(port)}`;
 
 /**
  * Counters of simple mappings, kept per element (docs/ruleset.md): the DNAT data map's element
- * counts connections, the forward set's packets and bytes; the element's comment names the mapping.
+ * counts connections and names the mapping (its comment); the forward set's element, with the
+ * same key, counts packets and bytes.
  */
-function elementCounters(object: ListedObject, entry: (name: string) => MappingCounters): void {
-  const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
-  if (!body?.elem) return;
-  const dnat = simpleDnatMap.exec(body.name);
-  if (!dnat && !simpleForwardSet.test(body.name)) return;
-  for (const item of body.elem) {
-    const elem = countedElement(item);
-    if (!elem?.comment) continue;
-    const mapping = entry(elem.comment);
-    if (dnat) {
-      mapping.connections = elem.counter?.packets ?? 0;
-      const parts = (elem.val as { concat?: unknown[] }).concat ?? [];
-      const [addr, proto, port] = dnat[2] ? parts : [dnat[1] === '4' ? '0.0.0.0' : '::', ...parts];
-      mapping.description = `${String(proto)} ${formatEndpoint(String(addr), { from: Number(port), to: Number(port) })}`;
-    } else {
-      mapping.packets = elem.counter?.packets ?? 0;
-      mapping.bytes = elem.counter?.bytes ?? 0;
+function elementCounters(objects: ListedObject[], entry: (name: string) => MappingCounters): void {
+  const names = new Map<string, string>();
+  const forward: { key: string; elem: CountedElement }[] = [];
+  for (const object of objects) {
+    const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
+    if (!body?.elem) continue;
+    const dnat = simpleDnatMap.exec(body.name);
+    const fwd = simpleForwardSet.exec(body.name);
+    if (!dnat && !fwd) continue;
+    for (const item of body.elem) {
+      const elem = countedElement(item);
+      if (!elem) continue;
+      const parts = (elem.val as { concat?: unknown[] } | null)?.concat;
+      if (dnat && elem.comment) {
+        const [addr, proto, port] = dnat[2] ? (parts ?? []) : [undefined, ...(parts ?? [])];
+        names.set(simpleKey(dnat[1]!, addr, proto, port), elem.comment);
+        const mapping = entry(elem.comment);
+        mapping.connections = elem.counter?.packets ?? 0;
+        mapping.description = `${String(proto)} ${formatEndpoint(String(addr ?? (dnat[1] === '4' ? '0.0.0.0' : '::')), { from: Number(port), to: Number(port) })}`;
+      } else if (fwd) {
+        const [addr, port] = fwd[3] ? (parts ?? []) : [undefined, elem.val];
+        forward.push({ key: simpleKey(fwd[1]!, addr, fwd[2], port), elem });
+      }
     }
+  }
+  for (const { key, elem } of forward) {
+    const name = names.get(key);
+    if (name === undefined) continue;
+    const mapping = entry(name);
+    mapping.packets = elem.counter?.packets ?? 0;
+    mapping.bytes = elem.counter?.bytes ?? 0;
   }
 }
 
@@ -83,8 +99,9 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
     }
     return found;
   };
-  for (const object of objectsOf(listing)) {
-    if ('map' in object || 'set' in object) elementCounters(object, entry);
+  const objects = objectsOf(listing);
+  elementCounters(objects, entry);
+  for (const object of objects) {
     if (!('rule' in object)) continue;
     const { chain, expr, comment } = object.rule;
     const count = counterOf(expr);

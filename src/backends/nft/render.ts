@@ -196,11 +196,15 @@ function forwardDispatch(batch: Batch): void {
   }
 }
 
-/** A simple mapping as elements only: DNAT data map and forward set, each counted per element and named by its comment. */
+/**
+ * A simple mapping as elements only: DNAT data map and forward set, each counted per element.
+ * The DNAT element names the mapping (its comment); the forward element has the same key and
+ * is named through it (listing.ts): one comment per mapping keeps the load smaller.
+ */
 function renderSimple(batch: Batch, mapping: Mapping, target: Target): void {
   const bound = mapping.hostIp !== undefined;
   batch.element(dnatMap(mapping.family, bound), [element(dnatKey(mapping), mapping.name), concat(target.addr, target.ports.from)]);
-  batch.member(forwardSet(mapping.family, mapping.proto, bound), element(forwardKey(mapping), mapping.name));
+  batch.member(forwardSet(mapping.family, mapping.proto, bound), element(forwardKey(mapping)));
 }
 
 /** What one mapping adds to the ruleset (its chains, rules and dispatch elements), for deltas (delta.ts). */

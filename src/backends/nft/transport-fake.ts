@@ -6,7 +6,6 @@ import type { NftResult, NftTransport } from './transport.js';
 export type NftCall =
   | { op: 'run'; batch: string; check: boolean }
   | { op: 'list'; args: readonly string[] }
-  | { op: 'query'; command: string }
   | { op: 'version' };
 
 /** What nft answers (exit code 0 and empty output unless given), or a transport that cannot run at all. */
@@ -53,10 +52,6 @@ export class ScriptedNftTransport implements NftTransport {
 
   list(args: readonly string[]): Promise<NftResult> {
     return this.answer({ op: 'list', args: [...args] }, `nft -j list ${args.join(' ')} (scripted)`);
-  }
-
-  query(command: string): Promise<NftResult> {
-    return this.answer({ op: 'query', command }, `nft -j ${command} (scripted)`);
   }
 
   async version(): Promise<string> {

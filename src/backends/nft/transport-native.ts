@@ -4,7 +4,7 @@
 // opens its netlink socket, so `--netns` needs no `ip netns exec` (docs/performance.md).
 import { EnvironmentError } from '../../errors.js';
 import type { NativeBinding } from '../native.js';
-import { type NftResult, type NftTransport, listCommand, queryCommand } from './transport.js';
+import { type NftResult, type NftTransport, listCommand } from './transport.js';
 
 export class NativeNftTransport implements NftTransport {
   readonly kind = 'addon' as const;
@@ -36,10 +36,6 @@ export class NativeNftTransport implements NftTransport {
   list(args: readonly string[]): Promise<NftResult> {
     const command = listCommand(args);
     return this.call(`nft -j ${command} (in process)`, command, false);
-  }
-
-  query(command: string): Promise<NftResult> {
-    return this.call(`nft -j ${queryCommand(command)} (in process)`, command, false);
   }
 
   async version(): Promise<string> {

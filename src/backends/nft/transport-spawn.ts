@@ -4,7 +4,7 @@
 import { EnvironmentError } from '../../errors.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
-import { type NftResult, type NftTransport, listCommand, queryCommand } from './transport.js';
+import { type NftResult, type NftTransport, listCommand } from './transport.js';
 
 /** An explicit path, else NATCTL_NFT, else `nft` on PATH (docs/performance.md, "In-process nftables path"). */
 export function nftBinary(explicit?: string): string {
@@ -46,13 +46,6 @@ export class SpawnNftTransport implements NftTransport {
 
   async list(args: readonly string[]): Promise<NftResult> {
     const argv = ['-j', ...listCommand(args).split(' ')];
-    const result = await this.runner.run(this.nft, argv);
-    return { command: `nft ${argv.join(' ')}`, ...result };
-  }
-
-  async query(command: string): Promise<NftResult> {
-    // nft joins its arguments with spaces: one argument per word is the same command.
-    const argv = ['-j', ...queryCommand(command).split(' ')];
     const result = await this.runner.run(this.nft, argv);
     return { command: `nft ${argv.join(' ')}`, ...result };
   }

@@ -32,22 +32,8 @@ export interface NftTransport {
   run(batch: string, options: { check: boolean }): Promise<NftResult>;
   /** `nft -j list ARGS...`, e.g. ['table', 'inet', 'natctl']: the JSON listing in stdout. */
   list(args: readonly string[]): Promise<NftResult>;
-  /**
-   * A read-only command in nft's syntax other than a listing, e.g. `get element inet natctl
-   * dnat4 { tcp . 8080 }` (checked by queryCommand). nft 1.0.6 answers `get element` in its text
-   * syntax even with -j.
-   */
-  query(command: string): Promise<NftResult>;
   /** Tool name and version. */
   version(): Promise<string>;
-}
-
-/** Only `get element` / `list` commands on natctl's objects, with keys made of plain tokens (natctl renders them). */
-export function queryCommand(command: string): string {
-  if (!/^(get element|list) [A-Za-z0-9_.-]+ [A-Za-z0-9_.-]+ [A-Za-z0-9_.-]+( \{ [A-Za-z0-9_.:, \-]+ \})?$/.test(command)) {
-    throw new Error(`nft query: ${JSON.stringify(command)} is not a get/list command on an nft object`);
-  }
-  return command;
 }
 
 /** Arguments of a list command are names natctl chose; anything else is a bug, not input. */
