@@ -45,6 +45,15 @@ export interface LiveState {
   blocked: { name: string; packets: number; bytes: number }[];
 }
 
+/** An incremental change: one atomic batch holding only the difference between two models. */
+export interface Delta {
+  backend: BackendName;
+  /** Exactly what goes to the kernel tool (displayable; for logs and `--verbose`). */
+  text: string;
+  /** Mappings added, removed and changed by this delta (names), for logs and metrics. */
+  summary: { added: string[]; removed: string[]; changed: string[] };
+}
+
 export interface Backend {
   readonly name: BackendName;
   /**
@@ -53,7 +62,7 @@ export interface Backend {
    * Absent means true.
    */
   readonly touchesHost?: boolean;
-  render(model: Model): Ruleset;
+  render(model: Model, options?: { stamp?: string }): Ruleset;
   /** Checks a ruleset against the kernel without committing anything. */
   check(ruleset: Ruleset): Promise<void>;
   /** Atomically replaces natctl's ruleset; all or nothing. */
@@ -81,4 +90,20 @@ export interface Backend {
   describe?(): string;
   /** Tool name and version, for status and doctor. */
   version(): Promise<string>;
+  /**
+   * Capability: does the kernel still hold the ruleset last loaded with this `stamp`
+   * (render(model, { stamp }) or a delta to `stamp`)? Answers without listing the whole ruleset
+   * (e.g. a marker object named after the stamp). false: drift or no ruleset.
+   */
+  holds?(stamp: string): Promise<boolean>;
+  /**
+   * Capability: the batch that turns the kernel from `before` (which it holds, stamped
+   * `stamp.from`) into `after`, re-stamped `stamp.to`; undefined when this change needs a full
+   * load (e.g. networks, snat or block rules changed).
+   */
+  renderDelta?(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined;
+  /** Atomically applies a delta: all or nothing. Throws (a BackendFailure) when refused: nothing changed. */
+  loadDelta?(delta: Delta): Promise<void>;
+  /** Reads back only what `delta` touched (and the stamp); problems found, empty when the kernel holds it. */
+  verifyDelta?(delta: Delta): Promise<string[]>;
 }

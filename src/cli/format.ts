@@ -70,7 +70,7 @@ export function formatStatus(report: StatusReport): string {
     out.push(table(['BLOCK RULE', 'DROPPED PACKETS', 'BYTES'], report.blocked.map((b) => [b.name, String(b.packets), String(b.bytes)])));
   }
   if (report.drift.drifted) {
-    out.push(red(`drift: the live ruleset differs from the last apply (${report.drift.missing.length} missing, ${report.drift.extra.length} extra); natctl apply repairs it`));
+    out.push(red(`drift: the live ruleset differs from the last apply (${report.drift.missing.length} missing, ${report.drift.extra.length} extra); natctl apply --verify-full repairs it`));
     for (const line of report.drift.missing.slice(0, 10)) out.push(red(`  - ${line}`));
     for (const line of report.drift.extra.slice(0, 10)) out.push(red(`  + ${line}`));
   } else if (report.generation) out.push(green('in sync with the last apply'));

@@ -14,6 +14,7 @@ import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } fr
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
 import { registerWatch } from './watch.js';
+import { registerMappings } from './mappings.js';
 import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
@@ -103,14 +104,15 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .description('apply a config: diff, load atomically, verify, roll back on failure')
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--dry-run', 'show what would change; touch nothing')
+    .option('--verify-full', 'compare the whole live ruleset with the last apply first (repairs a rule edited inside the table)')
     .addOption(backendOption())
     .option('--json', 'machine-readable output')
-    .action(async (options: { file: string; dryRun?: boolean }, command: Command) => {
+    .action(async (options: { file: string; dryRun?: boolean; verifyFull?: boolean }, command: Command) => {
       const opts = globals(command);
       const config = await loadConfigFile(options.file);
       const controller = await openController(opts);
-      const result = await controller.apply(config, { dryRun: options.dryRun === true });
-      if (opts.json) printJson({ changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, backend: backendOf(controller), repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
+      const result = await controller.apply(config, { dryRun: options.dryRun === true, verifyFull: options.verifyFull === true });
+      if (opts.json) printJson({ kind: result.kind, changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, backend: backendOf(controller), repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
       else print(formatApply(result));
     });
 
@@ -216,6 +218,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .action(() => printJson(configJsonSchema()));
 
   registerWatch(program);
+  registerMappings(program, controllerOptions);
   return program;
 }
 

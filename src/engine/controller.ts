@@ -1,24 +1,25 @@
 // The engine: plan, apply (lock -> snapshot -> load -> read back -> verify -> record, or
 // restore the snapshot), status, flush, history and rollback. The CLI and library callers
 // both come through here; nothing here prints or exits.
+import { readFileSync } from 'node:fs';
 import { join, resolve } from 'node:path';
-import type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
+import type { Backend, BackendName, Delta, LiveState, MappingCounters, Ruleset } from '../backends/backend.js';
 import { createRunner, isRoot, type Runner } from '../backends/exec.js';
 import { type BackendChoice, type BackendOptions, createBackend, openBackend } from '../backends/factory.js';
 import { parseConfigObject } from '../config/load.js';
-import type { Config } from '../config/schema.js';
-import { ApplyError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
+import type { Config, MappingConfig } from '../config/schema.js';
+import { ApplyError, ConfigError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
 import { prepareHost } from '../host/prep.js';
 import { clearStaleFlows } from '../host/conntrack.js';
 import { localWarnings } from '../host/local-checks.js';
 import type { CheckResult } from '../doctor/checks.js';
-import { buildModel } from '../model/build.js';
+import { buildMappingsAgainst, buildModel, MappingIndex } from '../model/build.js';
 import { type Model, emptyModel } from '../model/model.js';
 import { describeTargets } from '../model/target.js';
 import { findRefusedMapping } from './diagnose.js';
 import { acquireLock } from './lock.js';
 import { diffModels, type Plan } from './plan.js';
-import { type CorruptGeneration, defaultStateDir, type Generation, sha256, StateStore } from './state.js';
+import { type CorruptGeneration, defaultStateDir, type Generation, maxKeptListing, sha256, StateStore } from './state.js';
 
 export interface ControllerOptions {
   /** A backend name (built by src/backends/factory.ts) or a ready backend. Default: auto. */
@@ -33,14 +34,46 @@ export interface ControllerOptions {
   requireRoot?: boolean;
   /** Called at each phase of an apply (the CLI shows it on a terminal). */
   onProgress?: (phase: string) => void;
+  /**
+   * Every Nth apply through this controller that would skip the listing (a no-op or a delta)
+   * first compares the whole live ruleset with the last generation (tampering inside the table
+   * that left the marker in place is then repaired). Default 10; 0 never. `natctl watch` keeps
+   * one controller, so with --resync 60 a full check runs at least every 10 minutes.
+   */
+  fullCheckEvery?: number;
+}
+
+export interface ApplyOptions {
+  /** Show what would change; touch nothing. */
+  dryRun?: boolean;
+  /** Compare the whole live ruleset with the last generation before deciding (a full check). */
+  verifyFull?: boolean;
+}
+
+/** How an apply changed the kernel: a whole ruleset, only the difference, or nothing. */
+export type ApplyKind = 'full' | 'delta' | 'noop';
+
+/** One batch of changes by name for the agent API (docs/embedding.md). */
+export interface MappingChange {
+  /** New mappings; a name already applied is refused (use `replace`). */
+  add?: MappingConfig[];
+  /** Mappings that replace the applied ones of the same name (added when absent). */
+  replace?: MappingConfig[];
+  /** Names of applied mappings to remove; an unknown name is refused. */
+  remove?: string[];
 }
 
 export interface ApplyResult {
+  /** full: the whole ruleset was loaded; delta: only the difference; noop: nothing was sent. */
+  kind: ApplyKind;
   /** False when the kernel already held exactly this ruleset. */
   changed: boolean;
   dryRun: boolean;
   plan: Plan;
+  /** The full ruleset of this config (rendered when first read: a delta or no-op never needs it). */
   ruleset: Ruleset;
+  /** The delta loaded (kind delta). */
+  delta?: Delta;
   generation?: Generation;
   warnings: string[];
   /** Drift repaired by this apply (the kernel differed from the last generation). */
@@ -54,7 +87,11 @@ export interface MappingStatus extends MappingCounters {
 
 export interface Drift {
   drifted: boolean;
-  /** Lines of the normalized listing present in the last generation but not live, and the reverse. */
+  /**
+   * Lines of the normalized listing present in the last generation but not live, and the
+   * reverse, when the generation kept its listing (small rulesets); otherwise `missing` holds
+   * the backend's verify problems (live against the render of the generation's config).
+   */
   missing: string[];
   extra: string[];
 }
@@ -70,6 +107,28 @@ export interface StatusReport {
 }
 
 export const defaultLockTimeoutMs = 30_000;
+export const defaultFullCheckEvery = 10;
+
+const natctlVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+
+/**
+ * What a generation's `hash` names: natctl's version (a new version may render differently),
+ * the backend and the config. Equal hashes mean the same ruleset; the stamp is its first 16
+ * hex digits (the marker the backend keeps in the kernel, docs/operations.md).
+ */
+export function configHash(backend: BackendName, config: Config): string {
+  return sha256(`natctl ${natctlVersion}\n${backend}\n${JSON.stringify(config)}`);
+}
+
+/** The newest readable generation; its model is built on first use and cached. */
+interface LastApplied {
+  generation: Generation | undefined;
+  /** The generation when it is an apply with a stamp. */
+  apply: (Generation & { stamp: string }) | undefined;
+  model(): Model | undefined;
+  index(): MappingIndex;
+  warnings: string[];
+}
 
 function compareLive(expected: string | undefined, live: LiveState | null): Drift {
   const want = new Set((expected ?? '').split('\n').filter(Boolean));
@@ -83,10 +142,38 @@ function describeCorrupt(corrupt: CorruptGeneration): string {
   return `generation ${corrupt.generation} is unreadable and was skipped (${corrupt.file}: ${corrupt.reason})`;
 }
 
+
+function countObjects(model: Model): number {
+  return model.networks.length + model.mappings.length + model.snat.length + model.block.length;
+}
+
+/** An ApplyResult whose full ruleset is rendered only if someone reads it (a delta never needs it). */
+function withRuleset(result: Omit<ApplyResult, 'ruleset'>, render: () => Ruleset): ApplyResult {
+  let ruleset: Ruleset | undefined;
+  return Object.defineProperty(result, 'ruleset', { get: () => (ruleset ??= render()), enumerable: false, configurable: true }) as ApplyResult;
+}
+
+/** Field types of the agent API's new mappings, checked alone; problems name `path(i)`. */
+function parseNewMappings(mappings: MappingConfig[], path: (i: number) => string): MappingConfig[] {
+  let parsed: MappingConfig[];
+  try {
+    parsed = parseConfigObject({ version: 1, mappings }).mappings ?? [];
+  } catch (error) {
+    if (!(error instanceof ConfigError)) throw error;
+    throw new ConfigError(error.problems.map((p) => ({ ...p, path: p.path.replace(/^mappings\[(\d+)\]/, (_all, i: string) => path(Number(i))) })));
+  }
+  return parsed;
+}
+
 export class Controller {
   readonly state: StateStore;
   /** Why this backend drives the kernel (`--backend auto` decides in src/backends/factory.ts). */
   backendReason = 'given by the caller';
+  /** The last generation this controller read or wrote, with its model (agents apply again and again). */
+  private cache: { key: string; generation: Generation; model: Model | undefined; index?: MappingIndex } | undefined;
+  /** Applies that skipped the listing since the last full check (fullCheckEvery). */
+  private cheapApplies = 0;
+
   private constructor(
     readonly backend: Backend,
     private readonly runner: Runner,
@@ -121,45 +208,167 @@ export class Controller {
   }
 
   /**
-   * The newest readable generation and its model. Corrupt generations newer than it are
-   * skipped and reported in `warnings`: history never blocks an apply.
+   * The newest readable generation; its model is built only when asked for. Corrupt
+   * generations newer than it are skipped and reported in `warnings`: history never blocks an
+   * apply. The generation this controller last read or wrote is kept in memory while its file
+   * is unchanged (an agent does not parse 50,000 mappings again on every apply).
    */
-  private async lastModel(): Promise<{ generation: Generation | undefined; model: Model | undefined; warnings: string[] }> {
-    const { generation, corrupt } = await this.state.latest();
-    const warnings = corrupt.map(describeCorrupt);
-    if (!generation || generation.kind !== 'apply') return { generation, model: undefined, warnings };
-    try {
-      return { generation, model: buildModel(parseConfigObject(generation.config)), warnings };
-    } catch (error) {
-      warnings.push(`generation ${generation.generation} holds a config this version cannot read (${(error as Error).message}); planned against an empty ruleset`);
-      return { generation, model: undefined, warnings };
+  private async last(): Promise<LastApplied> {
+    const numbers = await this.state.numbers();
+    const newest = numbers[numbers.length - 1];
+    let generation: Generation | undefined;
+    let model: Model | undefined | null = null; // null: not built yet
+    const warnings: string[] = [];
+    let key: string | undefined;
+    if (newest !== undefined && this.cache && (await this.state.fileKey(newest)) === this.cache.key) {
+      generation = this.cache.generation;
+      model = this.cache.model;
+    } else {
+      const latest = await this.state.latest();
+      generation = latest.generation;
+      warnings.push(...latest.corrupt.map(describeCorrupt));
+      if (generation && generation.generation === newest) key = await this.state.fileKey(newest);
+      this.cache = undefined;
     }
+    const modelOf = (): Model | undefined => {
+      if (model !== null) return model;
+      model = undefined;
+      if (generation?.kind === 'apply') {
+        try {
+          model = buildModel(parseConfigObject(generation.config));
+        } catch (error) {
+          warnings.push(`generation ${generation.generation} holds a config this version cannot read (${(error as Error).message}); planned against an empty ruleset`);
+        }
+      }
+      if (key !== undefined && generation && model !== undefined) this.cache = { key, generation, model };
+      return model;
+    };
+    const apply = generation?.kind === 'apply' && generation.stamp !== undefined ? (generation as Generation & { stamp: string }) : undefined;
+    const index = (): MappingIndex => {
+      const built = modelOf() ?? emptyModel();
+      if (this.cache && this.cache.generation === generation) return (this.cache.index ??= new MappingIndex(built));
+      return new MappingIndex(built);
+    };
+    return { generation, apply, model: modelOf, index, warnings };
+  }
+
+  /** Remembers a generation just written with its model: the next apply starts from memory. */
+  private async remember(generation: Generation, model: Model): Promise<void> {
+    const key = await this.state.fileKey(generation.generation);
+    this.cache = key === undefined ? undefined : { key, generation, model };
+  }
+
+  /**
+   * Drift of `live` from the last generation: line by line when the generation kept its
+   * listing, else the backend's verify of the render of the generation's config.
+   */
+  private drift(last: LastApplied, live: LiveState | null): Drift {
+    const generation = last.generation;
+    if (!generation) return compareLive(undefined, live);
+    if (generation.kind !== 'apply') return compareLive('', live);
+    if (generation.live !== undefined) return compareLive(generation.live, live);
+    const model = last.model();
+    if (!model) return { drifted: live !== null, missing: [], extra: live ? ['natctl holds a ruleset, but the last generation cannot be read'] : [] };
+    const problems = this.backend.verify(this.backend.render(model, generation.stamp !== undefined ? { stamp: generation.stamp } : {}), live);
+    return { drifted: problems.length > 0, missing: problems, extra: [] };
   }
 
   async plan(config: Config): Promise<Plan> {
     const model = buildModel(config);
-    const { generation, model: lastModel, warnings } = await this.lastModel();
-    const plan: Plan = diffModels(lastModel, model);
-    if (warnings.length) plan.warnings = warnings;
+    const last = await this.last();
+    const plan: Plan = diffModels(last.model(), model);
     // With the rights to read the kernel, say whether it still holds the last apply.
-    if (isRoot() && generation && generation.backend === this.backend.name && this.backend.touchesHost !== false) {
+    if (isRoot() && last.generation && last.generation.backend === this.backend.name && this.backend.touchesHost !== false) {
       const live = await this.backend.read().catch(() => undefined);
-      if (live !== undefined) plan.drift = compareLive(generation.kind === 'apply' ? generation.live : undefined, live).drifted;
+      if (live !== undefined) plan.drift = this.drift(last, live).drifted;
     }
+    if (last.warnings.length) plan.warnings = last.warnings;
     return plan;
   }
 
-  async apply(config: Config, options: { dryRun?: boolean } = {}): Promise<ApplyResult> {
-    const model = buildModel(config);
-    const ruleset = this.backend.render(model);
-    const hash = sha256(ruleset.text);
+  async apply(config: Config, options: ApplyOptions = {}): Promise<ApplyResult> {
     if (options.dryRun) {
-      const last = await this.lastModel();
-      const plan = diffModels(last.model, model);
-      return { changed: plan.changes.length > 0, dryRun: true, plan, ruleset, warnings: last.warnings, repairedDrift: false };
+      const model = buildModel(config);
+      const last = await this.last();
+      const plan = diffModels(last.model(), model);
+      return withRuleset({ kind: 'noop', changed: plan.changes.length > 0, dryRun: true, plan, warnings: last.warnings, repairedDrift: false }, () => this.backend.render(model));
     }
     this.needRoot('apply');
-    return this.locked(() => this.applyLocked(config, model, ruleset, hash));
+    const hash = configHash(this.backend.name, config);
+    // Bad input is refused before the lock and before the kernel; a config identical to the
+    // last applied one was valid then and is not built again (the no-op costs a hash).
+    let model: Model | undefined;
+    const modelOf = (): Model => (model ??= buildModel(config));
+    if (this.cache?.generation.hash !== hash) modelOf();
+    return this.locked(() => this.applyLocked(config, modelOf, hash, options));
+  }
+
+  /**
+   * The agent API (docs/embedding.md): adds, replaces and removes mappings by name on top of
+   * the last applied config, with apply's lock, verification, rollback and generations. Only
+   * the new mappings are built and validated; conflicts are checked against an index of the
+   * last model, with the rules of buildModel.
+   */
+  async changeMappings(change: MappingChange, options: Omit<ApplyOptions, 'dryRun'> = {}): Promise<ApplyResult> {
+    const add = change.add ?? [];
+    const replace = change.replace ?? [];
+    const remove = change.remove ?? [];
+    // Field types first, for the new mappings alone (the paths say which argument).
+    const parsed = parseNewMappings([...add, ...replace], (i) => (i < add.length ? `add[${i}]` : `replace[${i - add.length}]`));
+    const unnamed = replace.flatMap((m, i) => (m.name === undefined ? [{ path: `replace[${i}].name`, message: 'is required: a mapping is replaced by name' }] : []));
+    if (unnamed.length) throw new ConfigError(unnamed);
+    this.needRoot('apply');
+    return this.locked(async () => {
+      const last = await this.last();
+      if (last.generation?.kind === 'apply' && !last.model()) {
+        throw new UsageError(`the last generation (${last.generation.generation}) cannot be read: apply a whole config first (natctl apply -f FILE)`);
+      }
+      const base = last.generation?.kind === 'apply' ? last.generation.config : { version: 1 as const };
+      const index = last.index();
+      const problems = remove.flatMap((name, i) => (index.has(name) ? [] : [{ path: `remove[${i}]`, message: `${JSON.stringify(name)} is not an applied mapping` }]));
+      if (problems.length) throw new ConfigError(problems);
+      const replacing = new Set([...remove, ...replace.flatMap((m) => (m.name === undefined ? [] : [m.name]))]);
+      const built = buildMappingsAgainst(index, parsed, replacing, (i) => (i < add.length ? `add[${i}]` : `replace[${i - add.length}]`));
+      // Replaced mappings keep their place; removed ones go; new ones go last.
+      const byName = new Map(built.map((m, i) => [m.name, { mapping: m, config: parsed[i]! }]));
+      const gone = new Set(remove);
+      const mappings: Model['mappings'] = [];
+      const configs: MappingConfig[] = [];
+      const baseConfigs = base.mappings ?? [];
+      index.model.mappings.forEach((mapping, i) => {
+        const replacement = byName.get(mapping.name);
+        if (replacement) {
+          mappings.push(replacement.mapping);
+          configs.push(replacement.config);
+          byName.delete(mapping.name);
+        } else if (!gone.has(mapping.name)) {
+          mappings.push(mapping);
+          configs.push(baseConfigs[i]!);
+        }
+      });
+      for (const { mapping, config } of byName.values()) {
+        mappings.push(mapping);
+        configs.push(config);
+      }
+      const config: Config = { ...base, mappings: configs };
+      const model: Model = { ...index.model, mappings };
+      return this.applyLocked(config, () => model, configHash(this.backend.name, config), options, last);
+    });
+  }
+
+  /** Adds mappings by name (refused when a name is already applied). */
+  addMappings(mappings: MappingConfig[], options?: Omit<ApplyOptions, 'dryRun'>): Promise<ApplyResult> {
+    return this.changeMappings({ add: mappings }, options);
+  }
+
+  /** Replaces mappings by name (adds those not applied yet). */
+  replaceMappings(mappings: MappingConfig[], options?: Omit<ApplyOptions, 'dryRun'>): Promise<ApplyResult> {
+    return this.changeMappings({ replace: mappings }, options);
+  }
+
+  /** Removes mappings by name (refused when a name is not applied). */
+  removeMappings(names: string[], options?: Omit<ApplyOptions, 'dryRun'>): Promise<ApplyResult> {
+    return this.changeMappings({ remove: names }, options);
   }
 
   /**
@@ -195,22 +404,175 @@ export class Controller {
     this.options.onProgress?.(phase);
   }
 
-  private async applyLocked(config: Config, model: Model, ruleset: Ruleset, hash: string): Promise<ApplyResult> {
-    const { generation: last, model: lastModel, warnings: historyWarnings } = await this.lastModel();
+  /** Whether this cheap apply is the Nth one since the last full check (fullCheckEvery). */
+  private fullCheckDue(): boolean {
+    const every = this.options.fullCheckEvery ?? defaultFullCheckEvery;
+    if (every <= 0) return false;
+    this.cheapApplies++;
+    return this.cheapApplies >= every;
+  }
+
+  /**
+   * The engine flow of docs/operations.md ("How an apply reaches the kernel"): a no-op without
+   * any listing when the kernel holds the last generation and the config is the same; a delta
+   * when the backend can render one; the full path otherwise (first apply, drift, another
+   * backend, no capability) and when a delta is refused.
+   */
+  private async applyLocked(config: Config, modelOf: () => Model, hash: string, options: ApplyOptions, preread?: LastApplied): Promise<ApplyResult> {
+    const last = preread ?? (await this.last());
+    const stamp = hash.slice(0, 16);
+    const backend = this.backend;
+    const previous = last.apply?.backend === backend.name ? last.apply : undefined;
+    let knownDrift: boolean | undefined;
+    if (previous && backend.holds) {
+      this.progress('checking that the kernel holds the last generation');
+      let held = await backend.holds(previous.stamp);
+      if (held && (options.verifyFull || this.fullCheckDue())) {
+        this.cheapApplies = 0;
+        this.progress('full check: comparing the whole live ruleset with the last generation');
+        const live = await backend.read().catch(() => undefined);
+        held = live !== undefined && !this.drift(last, live).drifted;
+      }
+      knownDrift = !held;
+      if (held && previous.hash === hash) {
+        // Already in place: nothing is sent (handles and counters stay); host settings are re-asserted.
+        const model = last.model() ?? modelOf();
+        const warnings = await this.hostEffects(model, model);
+        return withRuleset({ kind: 'noop', changed: false, dryRun: false, plan: { changes: [], unchanged: countObjects(model) }, generation: previous, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(model, { stamp }));
+      }
+      const lastModel = held ? last.model() : undefined;
+      if (lastModel && backend.renderDelta && backend.loadDelta && backend.verifyDelta) {
+        const model = modelOf();
+        const delta = backend.renderDelta(lastModel, model, { from: previous.stamp, to: stamp });
+        if (delta) {
+          const result = await this.applyDelta(config, model, lastModel, delta, { hash, stamp, from: previous.stamp }, last);
+          if (result) return result;
+        }
+      }
+    }
+    return this.applyFull(config, modelOf(), hash, stamp, last, knownDrift);
+  }
+
+  /**
+   * Sends only the difference. Refused: undefined (nothing changed; the caller takes the full
+   * path). Loaded but not verified: undone (inverse delta, else a full load of the previous
+   * generation), then ApplyError; RollbackError (exit 5) only when neither restores it.
+   */
+  private async applyDelta(config: Config, model: Model, lastModel: Model, delta: Delta, stamps: { hash: string; stamp: string; from: string }, last: LastApplied): Promise<ApplyResult | undefined> {
+    const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
+    const { added, removed, changed } = delta.summary;
+    this.progress(`loading a delta (+${added.length} -${removed.length} ~${changed.length} mapping(s)) in one atomic batch`);
+    try {
+      await backend.loadDelta(delta);
+    } catch (error) {
+      // A refused batch changed nothing: the full path (snapshot, load, verify, restore) takes
+      // over. Not believed, read back: a tool that reports failure after committing (or a
+      // kernel state nobody knows) is undone like a delta that does not verify.
+      const untouched = await backend.holds!(stamps.from).catch(() => false);
+      if (untouched) {
+        this.progress(`delta refused (${(error as Error).message.split('\n')[0]}): falling back to a full load`);
+        return undefined;
+      }
+      this.progress('the delta reported failure but the kernel no longer holds the previous generation: undoing it');
+      const how = await this.undoDelta(model, lastModel, stamps, error);
+      throw new ApplyError(`apply failed: ${(error as Error).message}\nthe previous ruleset was restored and verified (${how})`, true, { cause: error });
+    }
+    this.progress('reading back what the delta touched');
+    let problems: string[];
+    try {
+      problems = await backend.verifyDelta(delta);
+    } catch (error) {
+      problems = [`reading the delta back failed: ${(error as Error).message}`];
+    }
+    if (problems.length) {
+      this.progress('delta verification failed: undoing it');
+      const how = await this.undoDelta(model, lastModel, stamps, new Error(problems.join('; ')));
+      throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified (${how})`, true);
+    }
+    this.progress('recording the generation');
+    let generation: Generation;
+    try {
+      generation = await this.state.record({ backend: backend.name, hash: stamps.hash, stamp: stamps.stamp, kind: 'apply', config });
+    } catch (error) {
+      this.progress('recording failed: undoing the delta');
+      const how = await this.undoDelta(model, lastModel, stamps, error);
+      throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified (${how}); free space in the state dir and apply again`, true, { cause: error });
+    }
+    await this.remember(generation, model);
+    this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
+    const warnings = await this.hostEffects(lastModel, model);
     const plan = diffModels(lastModel, model);
+    return withRuleset({ kind: 'delta', changed: true, dryRun: false, plan, delta, generation, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(model, { stamp: stamps.stamp }));
+  }
+
+  /**
+   * Puts the previous generation back after a delta that loaded: the inverse delta, verified;
+   * else a full load of the previous generation's render, read back and verified. Says how.
+   */
+  private async undoDelta(model: Model, lastModel: Model, stamps: { stamp: string; from: string }, cause: unknown): Promise<string> {
+    const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
+    const failures: string[] = [];
+    // A command that reports failure may still have committed: only the read-back decides.
+    const inverse = backend.renderDelta(model, lastModel, { from: stamps.stamp, to: stamps.from });
+    if (inverse) {
+      let loadError: unknown;
+      try {
+        await backend.loadDelta(inverse);
+      } catch (error) {
+        loadError = error;
+      }
+      try {
+        const problems = await backend.verifyDelta(inverse);
+        if (!problems.length) return 'by the inverse delta';
+        failures.push(`the inverse delta ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
+      } catch (error) {
+        failures.push(`reading the inverse delta back failed: ${(error as Error).message}`);
+      }
+    } else {
+      failures.push('the change has no inverse delta');
+    }
+    this.progress('undoing the delta failed: loading the previous generation whole');
+    const previous = backend.render(lastModel, { stamp: stamps.from });
+    let loadError: unknown;
+    try {
+      await backend.load(previous);
+    } catch (error) {
+      loadError = error;
+    }
+    try {
+      const problems = backend.verify(previous, await backend.read());
+      if (!problems.length) return 'by a full reload of the previous generation';
+      failures.push(`the reloaded ruleset ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
+    } catch (error) {
+      failures.push(`reading the reloaded ruleset back failed: ${(error as Error).message}`);
+    }
+    throw new RollbackError(
+      `apply failed (${(cause as Error).message}) and restoring the previous ruleset failed too (${failures.join('; ')}).\n` +
+        `natctl's table may be partly configured. ${backend.recoveryHint?.() ?? 'Inspect the ruleset'}; then run: natctl rollback (or natctl flush)`,
+      { cause },
+    );
+  }
+
+  /** The full path: snapshot, load the whole ruleset, read back, verify, record, or restore the snapshot. */
+  private async applyFull(config: Config, model: Model, hash: string, stamp: string, last: LastApplied, knownDrift: boolean | undefined): Promise<ApplyResult> {
+    const lastModel = last.model();
+    const plan = diffModels(lastModel, model);
+    const ruleset = this.backend.render(model, { stamp });
     this.progress('reading the live ruleset');
     const before = await this.backend.read();
     // A backend switch: the last generation's backend keeps its rules until this one is verified.
-    let previous = last?.kind === 'apply' && last.backend !== this.backend.name ? createBackend(last.backend, { ...this.options.backendOptions, runner: this.runner, stateDir: this.state.dir }) : undefined;
-    if (previous && !(await previous.version().then(() => true, () => false))) {
-      historyWarnings.push(`the last generation was applied with ${previous.name}, which no longer works here: its rules (if any are left) were not removed`);
-      previous = undefined;
+    let switching = last.generation?.kind === 'apply' && last.generation.backend !== this.backend.name ? createBackend(last.generation.backend, { ...this.options.backendOptions, runner: this.runner, stateDir: this.state.dir }) : undefined;
+    if (switching && !(await switching.version().then(() => true, () => false))) {
+      last.warnings.push(`the last generation was applied with ${switching.name}, which no longer works here: its rules (if any are left) were not removed`);
+      switching = undefined;
     }
-    const drift = last && !previous ? compareLive(last.live, before) : { drifted: false, missing: [], extra: [] };
-    if (last && last.kind === 'apply' && last.hash === hash && before && !drift.drifted) {
+    // A backend that cannot tell cheaply whether the kernel holds the last generation compares the listing.
+    const drifted = switching ? false : knownDrift ?? (last.generation ? this.drift(last, before).drifted : false);
+    const previous = last.apply?.backend === this.backend.name ? last.apply : undefined;
+    if (knownDrift === undefined && previous && previous.hash === hash && before && !drifted) {
       // Already in place: do not rewrite the kernel's table (handles and counters stay).
       const warnings = await this.hostEffects(model, model);
-      return { changed: false, dryRun: false, plan, ruleset, generation: last, warnings: [...historyWarnings, ...warnings], repairedDrift: false };
+      return { kind: 'noop', changed: false, dryRun: false, plan, ruleset, generation: previous, warnings: [...last.warnings, ...warnings], repairedDrift: false };
     }
     // Whatever happens next must be undoable: refuse now, untouched, if the snapshot is not.
     const unrestorable = (await this.backend.restorable?.(before)) ?? [];
@@ -247,22 +609,27 @@ export class Controller {
       await this.restoreOrDie(before, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
-    if (previous) await this.switchFrom(previous, before);
+    if (switching) await this.switchFrom(switching, before);
 
     // Recorded before the host settings: a generation that cannot be written (ENOSPC, EIO)
     // puts the previous ruleset back, so the kernel never runs a ruleset history lacks.
     this.progress('recording the generation');
     let generation: Generation;
     try {
-      generation = await this.state.record({ backend: this.backend.name, hash, kind: 'apply', config, ruleset: ruleset.text, live: after?.normalized ?? '' });
+      const entry: Omit<Generation, 'generation' | 'time'> = { backend: this.backend.name, hash, stamp, kind: 'apply', config };
+      // The listing is kept only while small: status then shows drift line by line (docs/operations.md).
+      const listing = after?.normalized ?? '';
+      if (listing.length <= maxKeptListing) entry.live = listing;
+      generation = await this.state.record(entry);
     } catch (error) {
       this.progress('recording failed: restoring the previous ruleset');
       await this.restoreOrDie(before, error);
       throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified; free space in the state dir and apply again`, true, { cause: error });
     }
+    await this.remember(generation, model);
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
     const warnings = await this.hostEffects(lastModel, model);
-    return { changed: true, dryRun: false, plan, ruleset, generation, warnings: [...historyWarnings, ...warnings], repairedDrift: drift.drifted };
+    return { kind: 'full', changed: true, dryRun: false, plan, ruleset, generation, warnings: [...last.warnings, ...warnings], repairedDrift: Boolean(last.generation?.kind === 'apply' && drifted) };
   }
 
   /**
@@ -314,7 +681,9 @@ export class Controller {
   async status(): Promise<StatusReport> {
     this.needRoot('status');
     const live = await this.backend.read();
-    const { generation, model } = await this.lastModel();
+    const last = await this.last();
+    const { generation } = last;
+    const model = last.model();
     const counters = new Map((live?.counters ?? []).map((c) => [c.name, c]));
     const mappings: MappingStatus[] = [];
     for (const mapping of model?.mappings ?? []) {
@@ -331,8 +700,7 @@ export class Controller {
       });
     }
     for (const found of counters.values()) mappings.push({ ...found, target: '?', state: 'unknown' });
-    const expected = generation?.kind === 'apply' ? generation.live : undefined;
-    const drift = compareLive(expected, live);
+    const drift = this.drift(last, live);
     const report: StatusReport = { backend: this.backend.name, active: live !== null, mappings, blocked: live?.blocked ?? [], drift };
     if (this.runner.netns) report.netns = this.runner.netns;
     if (generation) report.generation = { number: generation.generation, time: generation.time, hash: generation.hash };
@@ -342,16 +710,16 @@ export class Controller {
   async flush(): Promise<void> {
     this.needRoot('flush');
     await this.locked(async () => {
-      const { model: lastModel } = await this.lastModel();
+      const lastModel = (await this.last()).model();
       await this.backend.flush();
       await this.hostEffects(lastModel, emptyModel());
-      await this.state.record({ backend: this.backend.name, hash: sha256(''), kind: 'flush', config: { version: 1 }, ruleset: '', live: '' });
+      await this.state.record({ backend: this.backend.name, hash: sha256(''), kind: 'flush', config: { version: 1 } });
     });
   }
 
   /** Host checks; against `config` when given, else the last applied config. */
   async doctor(config?: Config): Promise<CheckResult[]> {
-    const model = config ? buildModel(config) : (await this.lastModel().catch(() => ({ model: undefined }))).model;
+    const model = config ? buildModel(config) : await this.last().then((last) => last.model()).catch(() => undefined);
     return (await this.backend.doctor?.(model)) ?? [];
   }
 
@@ -376,9 +744,9 @@ export class Controller {
     if (!generation) throw new UsageError(`generation ${target} is not in ${this.state.dir} (kept: ${numbers.join(', ') || 'none'})`);
     if (generation.kind === 'flush') {
       // The plan is what the flush removes: computed before it, against the generation it replaces.
-      const plan = diffModels((await this.lastModel()).model, emptyModel());
+      const plan = diffModels((await this.last()).model(), emptyModel());
       await this.flush();
-      return { changed: true, dryRun: false, plan, ruleset: { backend: this.backend.name, text: '' }, warnings: [], repairedDrift: false };
+      return { kind: 'full', changed: true, dryRun: false, plan, ruleset: { backend: this.backend.name, text: '' }, warnings: [], repairedDrift: false };
     }
     // With `auto`, a generation goes back to the backend that applied it (a switch, in one apply).
     if ((this.options.backend ?? 'auto') === 'auto' && generation.backend !== this.backend.name) {

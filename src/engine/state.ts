@@ -14,16 +14,33 @@ export interface Generation {
   generation: number;
   time: string;
   backend: BackendName;
-  /** sha256 of the rendered ruleset text. */
+  /**
+   * sha256 of what was applied: natctl's version, the backend and the config (configHash in
+   * src/engine/controller.ts). Generations written before issue 8: sha256 of the rendered ruleset.
+   */
   hash: string;
+  /**
+   * The marker the ruleset carries in the kernel (the first 16 hex digits of `hash`): the backend's
+   * `holds(stamp)` says without a listing whether the kernel still holds this generation.
+   * Absent in generations written before issue 8 (the next apply is then a full one).
+   */
+  stamp?: string;
   /** apply: a config was applied; flush: natctl's rules were removed. */
   kind: 'apply' | 'flush';
+  /** What rollback re-applies and what drift is measured against (render of its model). */
   config: Config;
-  /** Exactly what was loaded. */
-  ruleset: string;
-  /** The kernel's normalized listing right after the apply, for drift and no-op detection. */
-  live: string;
+  /** Exactly what was loaded. Only in generations written before issue 8 (read, never written). */
+  ruleset?: string;
+  /**
+   * The kernel's normalized listing right after a full apply, kept only while it is small
+   * (maxKeptListing): status then shows drift as lines. Bounded, so a generation stays the size
+   * of its config (docs/operations.md).
+   */
+  live?: string;
 }
+
+/** A listing bigger than this is not kept in a generation (a few hundred mappings fit). */
+export const maxKeptListing = 256 * 1024;
 
 /** A generation file that could not be read or is not a generation; skipped everywhere. */
 export interface CorruptGeneration {
@@ -73,7 +90,8 @@ function problemOf(value: unknown, number: number): string | undefined {
   const g = value as Record<string, unknown>;
   if (g.generation !== number) return `its number is ${JSON.stringify(g.generation)}, not ${number}`;
   if (g.kind !== 'apply' && g.kind !== 'flush') return `unknown kind ${JSON.stringify(g.kind)}`;
-  for (const key of ['time', 'backend', 'hash', 'ruleset', 'live'] as const) if (typeof g[key] !== 'string') return `${key} is missing or not a string`;
+  for (const key of ['time', 'backend', 'hash'] as const) if (typeof g[key] !== 'string') return `${key} is missing or not a string`;
+  for (const key of ['stamp', 'ruleset', 'live'] as const) if (g[key] !== undefined && typeof g[key] !== 'string') return `${key} is not a string`;
   if (g.config === null || typeof g.config !== 'object') return 'config is missing';
   return undefined;
 }
@@ -138,6 +156,12 @@ export class StateStore {
     return problem ? { corrupt: { generation, file, reason: problem } } : { generation: value as Generation };
   }
 
+  /** Identifies the file of one generation as written (number, inode, size, mtime): a cache key; undefined when absent. */
+  async fileKey(generation: number): Promise<string | undefined> {
+    const info = await lstat(join(this.dir, fileName(generation))).catch(() => undefined);
+    return info ? `${generation}:${info.ino}:${info.size}:${info.mtimeMs}` : undefined;
+  }
+
   /** One generation; undefined when there is none of that number; UsageError when it is corrupt. */
   async get(generation: number): Promise<Generation | undefined> {
     const result = await this.read(generation);
@@ -188,7 +212,8 @@ export class StateStore {
     await this.ensure();
     const numbers = await this.numbers();
     const generation: Generation = { generation: (numbers[numbers.length - 1] ?? 0) + 1, time: new Date().toISOString(), ...entry };
-    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(generation, null, 2)}\n`);
+    // Compact: at 50,000 mappings indentation alone is megabytes per generation (docs/operations.md).
+    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(generation)}\n`);
     await syncDir(this.dir);
     const stale = [...numbers, generation.generation].slice(0, -this.keep);
     await Promise.all(stale.map((n) => rm(join(this.dir, fileName(n)), { force: true })));

@@ -226,6 +226,22 @@ function checkUnique(names: { name: string; path: string }[], what: string, prob
 }
 
 /**
+ * The conflict rule, in one place (a full build and the agent API's MappingIndex both use it):
+ * two mappings conflict when a packet could match both.
+ */
+export function mappingsConflict(m: Mapping, n: Mapping): boolean {
+  if (m.family !== n.family || m.proto !== n.proto) return false;
+  if (!rangesOverlap(m.hostPorts, n.hostPorts)) return false;
+  return m.hostIp === undefined || n.hostIp === undefined || m.hostIp === n.hostIp;
+}
+
+/** The problem text for `late`, which claims what `early` (at `earlyPath`) already claims. */
+function describeConflict(late: Mapping, early: Mapping, earlyPath: string): string {
+  const host = late.hostIp ?? early.hostIp ?? (late.family === 4 ? '0.0.0.0' : '[::]');
+  return `claims ${host} ${late.proto} port ${formatPortRange(late.hostPorts)}, which ${earlyPath} (${show(early.name)}, ${early.hostIp ?? 'all addresses'} port ${formatPortRange(early.hostPorts)}) already claims`;
+}
+
+/**
  * Two mappings conflict when a packet could match both: same family and proto, overlapping
  * ports, and the same host IP or a wildcard on either side. A sweep over mappings sorted by
  * first port keeps this O(n log n) for the 10,000-mapping configs agents produce.
@@ -234,7 +250,9 @@ function checkConflicts(mappings: { mapping: Mapping; path: string; order: numbe
   const groups = new Map<string, typeof mappings>();
   for (const entry of mappings) {
     const key = `${entry.mapping.family}/${entry.mapping.proto}`;
-    groups.set(key, [...(groups.get(key) ?? []), entry]);
+    const group = groups.get(key);
+    if (group) group.push(entry);
+    else groups.set(key, [entry]);
   }
   const found: { order: number; text: string; path: string }[] = [];
   for (const group of groups.values()) {
@@ -243,18 +261,10 @@ function checkConflicts(mappings: { mapping: Mapping; path: string; order: numbe
     for (const entry of group) {
       open = open.filter((o) => o.mapping.hostPorts.to >= entry.mapping.hostPorts.from);
       for (const other of open) {
-        const m = entry.mapping;
-        const n = other.mapping;
-        if (!rangesOverlap(m.hostPorts, n.hostPorts)) continue;
-        if (m.hostIp !== undefined && n.hostIp !== undefined && m.hostIp !== n.hostIp) continue;
+        if (!mappingsConflict(entry.mapping, other.mapping)) continue;
         // Report on the later mapping of the two, naming the earlier one.
         const [late, early] = entry.order > other.order ? [entry, other] : [other, entry];
-        const host = late.mapping.hostIp ?? early.mapping.hostIp ?? (m.family === 4 ? '0.0.0.0' : '[::]');
-        found.push({
-          order: late.order,
-          path: late.path,
-          text: `claims ${host} ${m.proto} port ${formatPortRange(late.mapping.hostPorts)}, which ${early.path} (${show(early.mapping.name)}, ${early.mapping.hostIp ?? 'all addresses'} port ${formatPortRange(early.mapping.hostPorts)}) already claims`,
-        });
+        found.push({ order: late.order, path: late.path, text: describeConflict(late.mapping, early.mapping, early.path) });
       }
       open.push(entry);
     }
@@ -283,4 +293,61 @@ export function buildModel(config: Config): Model {
 
   if (problems.list.length) throw new ConfigError(problems.list);
   return { networks, mappings: mappings.map((m) => m.mapping), snat, block };
+}
+
+/**
+ * The mappings of a built model, indexed by name and by family/proto, so that a few new
+ * mappings are checked against 50,000 existing ones without building those again (the agent
+ * API, docs/embedding.md). The rules are the ones buildModel applies.
+ */
+export class MappingIndex {
+  private readonly byName = new Map<string, { mapping: Mapping; index: number }>();
+  private readonly byKey = new Map<string, Mapping[]>();
+  constructor(readonly model: Model) {
+    model.mappings.forEach((mapping, index) => {
+      this.byName.set(mapping.name, { mapping, index });
+      const key = `${mapping.family}/${mapping.proto}`;
+      const group = this.byKey.get(key);
+      if (group) group.push(mapping);
+      else this.byKey.set(key, [mapping]);
+    });
+  }
+  has(name: string): boolean {
+    return this.byName.has(name);
+  }
+  /** Position of a mapping in the model (and in the config it was built from). */
+  position(name: string): number | undefined {
+    return this.byName.get(name)?.index;
+  }
+  /** The first existing mapping (other than those in `ignore`) that `mapping` conflicts with. */
+  conflict(mapping: Mapping, ignore: ReadonlySet<string>): Mapping | undefined {
+    for (const other of this.byKey.get(`${mapping.family}/${mapping.proto}`) ?? []) {
+      if (!ignore.has(other.name) && mappingsConflict(mapping, other)) return other;
+    }
+    return undefined;
+  }
+}
+
+/**
+ * Builds `configs` alone, against `index.model`'s networks, and checks them with the rules of
+ * buildModel: unique names, no conflict with each other or with the indexed mappings (those
+ * named in `replacing` are being replaced or removed and do not count). `path(i)` names the
+ * config of configs[i] in problems. Throws ConfigError with every problem.
+ */
+export function buildMappingsAgainst(index: MappingIndex, configs: MappingConfig[], replacing: ReadonlySet<string>, path: (i: number) => string): Mapping[] {
+  const problems = new Problems();
+  const built: { mapping: Mapping; path: string; order: number }[] = [];
+  configs.forEach((config, i) => {
+    const mapping = buildMapping(config, path(i), index.model.networks, problems);
+    if (mapping) built.push({ mapping, path: path(i), order: i });
+  });
+  checkUnique(built.map(({ mapping, path: p }) => ({ name: mapping.name, path: `${p}.name` })), 'mapping', problems);
+  checkConflicts(built, problems);
+  for (const { mapping, path: p } of built) {
+    if (index.has(mapping.name) && !replacing.has(mapping.name)) problems.add(`${p}.name`, `mapping name ${show(mapping.name)} is already used by the applied config (replace it, or remove it first)`);
+    const other = index.conflict(mapping, replacing);
+    if (other) problems.add(p, describeConflict(mapping, other, `mappings[${index.position(other.name) ?? '?'}]`));
+  }
+  if (problems.list.length) throw new ConfigError(problems.list);
+  return built.map((b) => b.mapping);
 }

@@ -26,7 +26,8 @@ function diffNamed(kind: ObjectKind, before: Named[], after: Named[], plan: Mode
     const previous = old.get(object.name);
     old.delete(object.name);
     if (!previous) plan.changes.push({ op: 'add', kind, name: object.name, after: object });
-    else if (JSON.stringify(previous) !== JSON.stringify(object)) plan.changes.push({ op: 'change', kind, name: object.name, before: previous, after: object });
+    // The same object is unchanged without a look (the agent API keeps untouched mappings' objects).
+    else if (previous !== object && JSON.stringify(previous) !== JSON.stringify(object)) plan.changes.push({ op: 'change', kind, name: object.name, before: previous, after: object });
     else plan.unchanged++;
   }
   for (const object of old.values()) plan.changes.push({ op: 'remove', kind, name: object.name, before: object });

@@ -8,8 +8,8 @@
 #                   (so natctl's restore fails too: the exit-5 path)
 #   fail-after-load loads every batch for real, then reports failure (natctl's restore too:
 #                   only reading the kernel back tells that it worked)
-#   tamper          loads for real, then rewrites the DNAT target of mapping "web" to
-#                   $FAKE_NFT_TAMPER_TO (same rule count; first load only)
+#   tamper          loads for real, then rewrites the DNAT target of mapping "web" (port 8080)
+#                   to $FAKE_NFT_TAMPER_TO (same rule and element count; first load only)
 #   load-then-fill  loads for real, then fills the file system of $FAKE_NFT_FILL (first load
 #                   only): the state dir is full when natctl records the generation
 # and with FAKE_NFT_REFUSE=TEXT refuses any batch, checked or committed, that contains TEXT
@@ -61,6 +61,12 @@ if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
       if [ ! -e "$FAKE_NFT_STATE/tampered" ]; then
         touch "$FAKE_NFT_STATE/tampered"
         "$REAL_NFT" "$@" || exit 1
+        if ! "$REAL_NFT" list chain inet natctl m-web >/dev/null 2>&1; then
+          # A simple mapping is an element of the dnat4 data map (docs/ruleset.md): re-point it.
+          "$REAL_NFT" "delete element inet natctl dnat4 { tcp . 8080 }" || exit 1
+          "$REAL_NFT" "add element inet natctl dnat4 { tcp . 8080 comment \"web\" : ${FAKE_NFT_TAMPER_TO/:/ . } }" || exit 1
+          exit 0
+        fi
         line=$("$REAL_NFT" -a list chain inet natctl m-web | grep ' dnat ')
         handle=${line##*# handle }
         rule=$(printf '%s' "${line% # handle*}" | sed -e "s/dnat ip to [^ ]*/dnat ip to $FAKE_NFT_TAMPER_TO/" -e 's/counter packets [0-9]* bytes [0-9]*/counter/')

@@ -79,8 +79,8 @@ describe('agent with the fake backend', () => {
     await writeFile(join(dir, '.natctl.yaml.tmp'), config([8080, 8081]));
     await rename(join(dir, '.natctl.yaml.tmp'), file);
     const synced = await until(() => syncs().find((s) => s.mappings === 2), (s) => s !== undefined);
-    expect(synced).toMatchObject({ kind: 'full', mappings: 2 });
-    expect(backend.live?.raw).toContain('m-m8081');
+    expect(synced).toMatchObject({ kind: 'delta', mappings: 2 });
+    expect(backend.live?.raw).toContain('"comment":"m8081"');
     const health = await get(agent.port!, '/healthz');
     expect(health.status).toBe(200);
   });
@@ -105,11 +105,11 @@ describe('agent with the fake backend', () => {
     backend.live = null; // the table was deleted behind natctl's back
     const repaired = await until(() => syncs().find((s) => s.trigger === 'resync' && s.driftRepaired), (s) => s !== undefined);
     expect(repaired).toMatchObject({ kind: 'full', driftRepaired: true });
-    expect(backend.live?.raw).toContain('m-m8080');
+    expect(backend.live?.raw).toContain('"comment":"m8080"');
     await writeFile(file, 'version: 1\nmappings: [');
     await until(() => syncs().at(-1), (s) => s?.reason === 'config');
     backend.live = null;
     await until(() => lines.find((l) => l.event === 'repair'), (l) => l !== undefined);
-    expect(backend.live?.raw).toContain('m-m8080');
+    expect(backend.live?.raw).toContain('"comment":"m8080"');
   });
 });

@@ -1,10 +1,11 @@
-// The engine against the fake backend: plan, no-op, verify-and-restore, history, rollback, locking.
+// The engine against the fake backend: plan, no-op, verify-and-restore, history, rollback, locking
+// (the full path: a fake without the incremental capabilities; the delta flow is in incremental.test.ts).
 import { chmod, mkdir, mkdtemp, rm, stat, writeFile } from 'node:fs/promises';
 import { execa } from 'execa';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
-import { FakeBackend } from '../../src/backends/fake.js';
+import { FakeBackend, fakeWithoutDeltas } from '../../src/backends/fake.js';
 import { parseConfigObject } from '../../src/config/load.js';
 import { Controller } from '../../src/engine/controller.js';
 import { acquireLock } from '../../src/engine/lock.js';
@@ -20,7 +21,7 @@ describe('controller', () => {
 
   beforeEach(async () => {
     dir = await mkdtemp(join(tmpdir(), 'natctl-unit-'));
-    backend = new FakeBackend();
+    backend = fakeWithoutDeltas();
     controller = await Controller.open({ backend, stateDir: join(dir, 'state') });
   });
   afterEach(() => rm(dir, { recursive: true, force: true }));

@@ -109,7 +109,7 @@ describe('drop-in directory of fragments', () => {
     await writeFile(join(dir, 'web.yaml'), mapping('web', 8080));
     const ok = await execa(process.execPath, [cli, 'render', '-f', dir, '--format', 'nft'], { reject: false });
     expect(ok.exitCode).toBe(0);
-    expect(String(ok.stdout)).toContain('m-web');
+    expect(String(ok.stdout)).toContain('comment "web"');
     await writeFile(join(dir, 'clash.yaml'), mapping('clash', 8080));
     for (const verb of [['render'], ['plan'], ['apply', '--dry-run'], ['doctor']]) {
       const bad = await execa(process.execPath, [cli, '--state-dir', join(dir, '.state'), ...verb, '-f', dir], { reject: false });

@@ -9,7 +9,8 @@ import { createRunner } from '../../src/backends/exec.js';
 import { NftBackend } from '../../src/backends/nft/backend.js';
 import type { NftListing } from '../../src/backends/nft/json.js';
 import { listingToBatch } from '../../src/backends/nft/listing.js';
-import { renderNftFlush, tableFamily, tableName } from '../../src/backends/nft/render.js';
+import { renderNftDocument, renderNftFlush, tableFamily, tableName } from '../../src/backends/nft/render.js';
+import { documentToBatchText } from '../../src/backends/nft/text.js';
 import { createNftTransport, describeNftTransport } from '../../src/backends/nft/transport.js';
 import { ScriptedNftTransport } from '../../src/backends/nft/transport-fake.js';
 import { nativeBindingStatus } from '../../src/backends/native.js';
@@ -81,20 +82,21 @@ describe('NftBackend over a scripted transport', () => {
   it('reads a listing back, verifies it against the batch, and restores exactly what it read', async () => {
     const first = backendOver(new ScriptedNftTransport());
     const ruleset = first.render(model);
-    const listing = listingOf(ruleset.text);
+    const listing = listingOf(JSON.stringify(renderNftDocument(model)));
     const transport = new ScriptedNftTransport().then('list', { stdout: listing }).then('run');
     const backend = backendOver(transport);
     const live = await backend.read();
     expect(live?.raw).toBe(listing);
     expect(backend.verify(ruleset, live)).toEqual([]);
     await backend.restore(live);
-    expect(transport.calls[1]).toEqual({ op: 'run', batch: JSON.stringify(listingToBatch(JSON.parse(listing) as NftListing)), check: false });
+    expect(transport.calls[1]).toEqual({ op: 'run', batch: documentToBatchText(listingToBatch(JSON.parse(listing) as NftListing)), check: false });
   });
 
   it('flushes with one batch that removes natctl\'s table and nothing else', async () => {
     const transport = new ScriptedNftTransport().then('run');
     await backendOver(transport).flush();
-    expect(transport.calls).toEqual([{ op: 'run', batch: JSON.stringify(renderNftFlush()), check: false }]);
+    expect(transport.calls).toEqual([{ op: 'run', batch: documentToBatchText(renderNftFlush()), check: false }]);
+    expect(transport.calls[0]).toEqual({ op: 'run', batch: 'add table inet natctl\ndelete table inet natctl\n', check: false });
   });
 
   it('passes a transport that cannot run at all through as an environment error, and asks it for the version', async () => {

@@ -26,8 +26,8 @@ describe('verify', () => {
 
   it('catches a missing chain, an extra rule and a redirected dispatch entry', () => {
     const noChain = asListing();
-    noChain.nftables = noChain.nftables.filter((o) => !('chain' in o && o.chain.name === 'm-db') && !('rule' in o && o.rule.chain === 'm-db'));
-    expect(compareShapes(document, noChain)).toContain('chain m-db is missing');
+    noChain.nftables = noChain.nftables.filter((o) => !('chain' in o && o.chain.name === 'm-web') && !('rule' in o && o.rule.chain === 'm-web'));
+    expect(compareShapes(document, noChain)).toContain('chain m-web is missing');
 
     const extraRule = asListing();
     extraRule.nftables.push({ rule: { family: 'inet', table: 'natctl', chain: 'forward', expr: [{ drop: null }] } });
@@ -35,9 +35,25 @@ describe('verify', () => {
 
     const redirected = asListing();
     for (const object of redirected.nftables) {
-      if ('map' in object && object.map.name === 'dnat4') object.map.elem = object.map.elem!.map(([key]) => [key, { jump: { target: 'm-web' } }]);
+      if ('map' in object && object.map.name === 'fwd4_tcp_chains') object.map.elem = object.map.elem!.map(([key]) => [key, { jump: { target: 'f-db' } }]);
     }
-    expect(compareShapes(document, redirected).join('\n')).toMatch(/map dnat4 element missing or different: .*5432.*m-db/);
+    expect(compareShapes(document, redirected).join('\n')).toMatch(/map fwd4_tcp_chains element missing or different: .*8080.*f-web/);
+  });
+
+  it('catches a simple mapping whose data-map element sends it elsewhere, and accepts element counters that counted (docs/ruleset.md)', () => {
+    const counted = asListing();
+    for (const object of counted.nftables) {
+      if ('map' in object && object.map.name === 'dnat4') object.map.elem = object.map.elem!.map(([key, data]) => [JSON.parse(JSON.stringify(key).replace('"packets":0,"bytes":0', '"packets":7,"bytes":420')), data]);
+    }
+    expect(JSON.stringify(counted)).toContain('"packets":7');
+    expect(compareShapes(document, counted)).toEqual([]);
+    const retargeted = asListing();
+    for (const object of retargeted.nftables) {
+      if ('map' in object && object.map.name === 'dnat4') object.map.elem = object.map.elem!.map(([key]) => [key, { concat: ['198.18.0.99', 5432] }]);
+    }
+    const problems = compareShapes(document, retargeted);
+    expect(problems).toHaveLength(1);
+    expect(problems[0]).toMatch(/^map dnat4 element missing or different: .*5432.*"db".*198\.18\.0\.3/);
   });
 
   it('catches a rewritten DNAT target although every count agrees (issue 7 item 7)', () => {

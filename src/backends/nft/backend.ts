@@ -1,17 +1,20 @@
-// The real nftables backend: loads natctl's batch (`nft -j -f`: atomic, all or nothing) and
-// reads the table back (`nft -j list table`) through a transport: the in-process addon, the
-// spawned nft binary, or a scripted fake (transport.ts).
+// The real nftables backend: loads natctl's batch in nft's text syntax (`nft -f`: atomic, all
+// or nothing; docs/ruleset.md says why text) and reads the table back as JSON (`nft -j list
+// table`) through a transport: the in-process addon, the spawned nft binary, or a scripted
+// fake (transport.ts). Incremental changes: delta.ts.
 import type { CheckResult } from '../../doctor/checks.js';
 import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, LiveState, Ruleset } from '../backend.js';
+import type { Backend, Delta, LiveState, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
-import type { NftDocument, NftListing } from './json.js';
+import { type DeltaPlan, renderNftDelta } from './delta.js';
+import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+import { documentToBatchText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
 
 import { nftBinary } from './transport-spawn.js';
@@ -52,13 +55,29 @@ export function classifyNftFailure(exitCode: number | undefined, stderr: string)
 const failure = (command: string, exitCode: number | undefined, stderr: string): BackendFailure =>
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
+const stampPattern = /^[0-9a-f]{1,32}$/;
+
+function checkedStamp(stamp: string): string {
+  if (!stampPattern.test(stamp)) throw new Error(`internal: stamp ${JSON.stringify(stamp)} is not [0-9a-f]{1,32}`);
+  return stamp;
+}
+
+/** A ruleset this process did not render: rendered as JSON by an older natctl, else unknown. */
+function documentOfText(text: string): NftDocument {
+  if (text.trimStart().startsWith('{')) return JSON.parse(text) as NftDocument;
+  throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
+}
+
+/** The document behind each ruleset rendered in this process (the text is what nft loads; verify compares the document). */
+const documents = new WeakMap<Ruleset, NftDocument>();
+
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
   readonly transport: NftTransport;
   // What this backend already parsed, keyed by the objects it handed out: a listing of
   // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
   private readonly listings = new WeakMap<LiveState, NftListing>();
-  private readonly documents = new WeakMap<Ruleset, NftDocument>();
+  private readonly deltas = new WeakMap<Delta, DeltaPlan>();
 
   private readonly runner: Runner;
   private readonly tempDir: string | undefined;
@@ -75,10 +94,10 @@ export class NftBackend implements Backend {
     });
   }
 
-  render(model: Model): Ruleset {
-    const document = renderNftDocument(model);
-    const ruleset: Ruleset = { backend: 'nft', text: `${JSON.stringify(document)}\n` };
-    this.documents.set(ruleset, document);
+  render(model: Model, options: { stamp?: string } = {}): Ruleset {
+    const document = renderNftDocument(model, options.stamp === undefined ? {} : { stamp: checkedStamp(options.stamp) });
+    const ruleset: Ruleset = { backend: 'nft', text: documentToBatchText(document) };
+    documents.set(ruleset, document);
     return ruleset;
   }
 
@@ -115,7 +134,7 @@ export class NftBackend implements Backend {
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
-    const document = this.documents.get(ruleset) ?? (JSON.parse(ruleset.text) as NftDocument);
+    const document = documents.get(ruleset) ?? documentOfText(ruleset.text);
     return verifyListing(document, live ? this.listingOf(live) : null);
   }
 
@@ -129,7 +148,7 @@ export class NftBackend implements Backend {
     const foreign = foreignObjects(listing);
     if (!foreign.length) return [];
     try {
-      await this.loadText(JSON.stringify(listingToBatch(listing)), true);
+      await this.loadText(documentToBatchText(listingToBatch(listing)), true);
       return [];
     } catch (error) {
       return [`natctl's table holds objects it did not create (${foreign.slice(0, 5).join(', ')}) and nft would not take them back: ${(error as Error).message}`];
@@ -137,7 +156,7 @@ export class NftBackend implements Backend {
   }
 
   async restore(live: LiveState | null): Promise<void> {
-    await this.loadText(JSON.stringify(listingToBatch(live ? this.listingOf(live) : null)), false);
+    await this.loadText(documentToBatchText(listingToBatch(live ? this.listingOf(live) : null)), false);
   }
 
   /** Batch files a killed apply left in the scratch dir (call under the apply lock). */
@@ -159,7 +178,92 @@ export class NftBackend implements Backend {
   }
 
   async flush(): Promise<void> {
-    await this.loadText(JSON.stringify(renderNftFlush()), false);
+    await this.loadText(documentToBatchText(renderNftFlush()), false);
+  }
+
+  /** The marker set named after the stamp: one small listing, whatever the number of mappings. */
+  async holds(stamp: string): Promise<boolean> {
+    if (!stampPattern.test(stamp)) return false;
+    const result = await this.transport.list(['set', tableFamily, tableName, markerName(stamp)]);
+    if (result.exitCode === 0) return true;
+    const error = failure('nft -j list set', result.exitCode, result.stderr);
+    if (isNotFound(error)) return false;
+    if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
+    throw error;
+  }
+
+  renderDelta(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined {
+    const plan = renderNftDelta(before, after, { from: checkedStamp(stamp.from), to: checkedStamp(stamp.to) });
+    if (!plan) return undefined;
+    const delta: Delta = { backend: 'nft', text: plan.cleanup ? `${plan.main}# after the batch above committed (docs/ruleset.md):\n${plan.cleanup}` : plan.main, summary: plan.summary };
+    this.deltas.set(delta, plan);
+    return delta;
+  }
+
+  private planOf(delta: Delta): DeltaPlan {
+    const plan = this.deltas.get(delta);
+    if (!plan) throw new Error('internal: this delta was not rendered by this backend');
+    return plan;
+  }
+
+  /**
+   * The main batch, atomically; refused: nothing changed. Then the deferred chain deletes
+   * (docs/ruleset.md, "Incremental changes"): retried, since a kernel before 6.2 may still count
+   * the reference of an element the main batch deleted; what stays is reported by verifyDelta.
+   */
+  async loadDelta(delta: Delta): Promise<void> {
+    const plan = this.planOf(delta);
+    await this.loadText(plan.main, false);
+    if (!plan.cleanup) return;
+    for (let attempt = 0; attempt < 3; attempt++) {
+      const result = await this.transport.run(plan.cleanup, { check: false });
+      if (result.exitCode === 0) return;
+      await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
+    }
+  }
+
+  async verifyDelta(delta: Delta): Promise<string[]> {
+    const plan = this.planOf(delta);
+    const problems: string[] = [];
+    if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
+    if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    // Probed in check mode (nft -c: nothing is committed), element by element: `create` fails
+    // with EEXIST exactly when the key is there, and `add` of the element as sent fails when the
+    // kernel holds that key with other data. nft 1.0.6 answers both without dumping any set,
+    // where `get element` and listings read every element first (docs/ruleset.md).
+    const adds: string[] = [];
+    for (const [map, elements] of plan.present) {
+      for (const { text } of elements) {
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${text} }\n`, { check: true });
+        if (result.exitCode === 0) problems.push(`${map} element missing: ${text}`);
+        else if (failure('nft -c create element', result.exitCode, result.stderr).kind !== 'exists') problems.push(`${map}: ${kernelMessage(result.stderr)}`);
+        adds.push(`add element ${tableFamily} ${tableName} ${map} { ${text} }\n`);
+      }
+    }
+    if (adds.length && !problems.length) {
+      const same = await this.transport.run(adds.join(''), { check: true });
+      if (same.exitCode !== 0) problems.push(`an element differs from what the delta sent (${kernelMessage(same.stderr)}): ${adds.join('').trim().replace(/\n/g, '; ')}`);
+    }
+    for (const [map, probes] of plan.absent) {
+      for (const probe of probes) {
+        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
+        if (result.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(result.stderr)}`);
+      }
+    }
+    for (const [chain, rules] of plan.chains) {
+      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
+      if (result.exitCode !== 0) {
+        problems.push(`chain ${chain}: ${kernelMessage(result.stderr)}`);
+        continue;
+      }
+      const wanted: NftCommand[] = [{ add: { chain: { family: tableFamily, table: tableName, name: chain } } }, ...rules.map((rule): NftCommand => ({ add: { rule } }))];
+      problems.push(...verifyListing({ nftables: wanted }, JSON.parse(result.stdout) as NftListing));
+    }
+    for (const chain of plan.gone) {
+      const result = await this.transport.run(`create chain ${tableFamily} ${tableName} ${chain}\n`, { check: true });
+      if (result.exitCode !== 0) problems.push(`chain ${chain} is still there`);
+    }
+    return problems;
   }
 
   async version(): Promise<string> {

@@ -14,9 +14,20 @@ export interface NftChain {
 }
 export interface NftMap {
   family: string; table: string; name: string; handle?: number;
+  /** The data type: `verdict`, or a concatenation as nft lists it (`ipv4_addr . inet_service`). */
   type: string | string[]; map: string; flags?: string[];
+  /** Statements every element gets (`[{ counter: null }]`: a counter per element). */
+  stmt?: NftStatement[];
   elem?: [NftValue, NftValue][];
 }
+export interface NftSet {
+  family: string; table: string; name: string; handle?: number;
+  type: string | string[]; flags?: string[];
+  stmt?: NftStatement[];
+  elem?: NftValue[];
+}
+/** A named counter (natctl's generation marker, docs/ruleset.md). */
+export interface NftCounter { family: string; table: string; name: string; handle?: number; packets?: number; bytes?: number }
 export interface NftRule {
   family: string; table: string; chain: string; handle?: number;
   expr: NftStatement[]; comment?: string;
@@ -27,6 +38,8 @@ export type NftObject =
   | { table: NftTable }
   | { chain: NftChain }
   | { map: NftMap }
+  | { set: NftSet }
+  | { counter: NftCounter }
   | { rule: NftRule };
 
 export type NftCommand = { add: NftObject } | { delete: NftObject } | { flush: NftObject } | { metainfo: Record<string, unknown> };
@@ -46,6 +59,11 @@ export const set = (items: NftValue[]): NftExpr => ({ set: items });
 
 export const match = (left: NftValue, right: NftValue, op: '==' | '!=' | 'in' = '=='): NftStatement => ({ match: { op, left, right } });
 export const counter = (): NftStatement => ({ counter: { packets: 0, bytes: 0 } });
+/**
+ * A set or map element with its own counter and, when given, a comment (the mapping's name), as
+ * nft 1.0.6 lists it: {"elem": {"val": KEY, "comment": NAME, "counter": {...}}}.
+ */
+export const element = (val: NftValue, comment?: string): NftExpr => ({ elem: comment === undefined ? { val, counter: { packets: 0, bytes: 0 } } : { val, comment, counter: { packets: 0, bytes: 0 } } });
 export const accept = (): NftStatement => ({ accept: null });
 export const drop = (): NftStatement => ({ drop: null });
 export const ret = (): NftStatement => ({ return: null });

@@ -4,6 +4,7 @@ import type { LiveState, MappingCounters } from '../backend.js';
 import type { NftCommand, NftDocument, NftListing, NftObject } from './json.js';
 import { ipFamily, ipToBig } from '../../config/addr.js';
 import { tableFamily, tableName } from './render.js';
+import { formatEndpoint } from '../../model/target.js';
 
 type ListedObject = Exclude<NftListing['nftables'][number], { metainfo: unknown }>;
 
@@ -34,6 +35,59 @@ function counterOf(expr: unknown[]): { packets: number; bytes: number } | undefi
   return undefined;
 }
 
+/** An element with its own counter (and comment), as nft 1.0.6 lists it ({"elem": {"val", "comment", "counter"}}). */
+interface CountedElement { val: unknown; comment?: string; counter?: { packets?: number; bytes?: number } }
+
+function countedElement(item: unknown): CountedElement | undefined {
+  const key = Array.isArray(item) ? item[0] : item;
+  const elem = (key as { elem?: CountedElement } | null)?.elem;
+  return elem && typeof elem === 'object' && 'val' in elem ? elem : undefined;
+}
+
+const simpleDnatMap = /^dnat([46])(_addr)?$/;
+const simpleForwardSet = /^fwd([46])_([a-z]+)(_addr)?$/;
+/** One simple mapping's key, the same from its DNAT element and its forward element. */
+const simpleKey = (family: string, addr: unknown, proto: unknown, port: unknown): string => `${family} ${String(addr ?? '')} ${String(proto)} ${String(port)}`;
+
+/**
+ * Counters of simple mappings, kept per element (docs/ruleset.md): the DNAT data map's element
+ * counts connections and names the mapping (its comment); the forward set's element, with the
+ * same key, counts packets and bytes.
+ */
+function elementCounters(objects: ListedObject[], entry: (name: string) => MappingCounters): void {
+  const names = new Map<string, string>();
+  const forward: { key: string; elem: CountedElement }[] = [];
+  for (const object of objects) {
+    const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
+    if (!body?.elem) continue;
+    const dnat = simpleDnatMap.exec(body.name);
+    const fwd = simpleForwardSet.exec(body.name);
+    if (!dnat && !fwd) continue;
+    for (const item of body.elem) {
+      const elem = countedElement(item);
+      if (!elem) continue;
+      const parts = (elem.val as { concat?: unknown[] } | null)?.concat;
+      if (dnat && elem.comment) {
+        const [addr, proto, port] = dnat[2] ? (parts ?? []) : [undefined, ...(parts ?? [])];
+        names.set(simpleKey(dnat[1]!, addr, proto, port), elem.comment);
+        const mapping = entry(elem.comment);
+        mapping.connections = elem.counter?.packets ?? 0;
+        mapping.description = `${String(proto)} ${formatEndpoint(String(addr ?? (dnat[1] === '4' ? '0.0.0.0' : '::')), { from: Number(port), to: Number(port) })}`;
+      } else if (fwd) {
+        const [addr, port] = fwd[3] ? (parts ?? []) : [undefined, elem.val];
+        forward.push({ key: simpleKey(fwd[1]!, addr, fwd[2], port), elem });
+      }
+    }
+  }
+  for (const { key, elem } of forward) {
+    const name = names.get(key);
+    if (name === undefined) continue;
+    const mapping = entry(name);
+    mapping.packets = elem.counter?.packets ?? 0;
+    mapping.bytes = elem.counter?.bytes ?? 0;
+  }
+}
+
 export function liveStateOf(listing: NftListing, raw: string): LiveState {
   const counters = new Map<string, MappingCounters>();
   const blocked: LiveState['blocked'] = [];
@@ -45,7 +99,9 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
     }
     return found;
   };
-  for (const object of objectsOf(listing)) {
+  const objects = objectsOf(listing);
+  elementCounters(objects, entry);
+  for (const object of objects) {
     if (!('rule' in object)) continue;
     const { chain, expr, comment } = object.rule;
     const count = counterOf(expr);
@@ -279,13 +335,18 @@ export function verifyListing(document: NftDocument, listing: NftListing | null)
   return problems;
 }
 
-/** Kinds natctl itself creates; anything else in its table was added by hand. */
+/** Kinds natctl itself creates, and the names of its own sets and counters; anything else in its table was added by hand. */
 const ownKinds = new Set(['table', 'chain', 'map', 'rule']);
+const isOwn = (object: AnyObject): boolean => {
+  const kind = kindOf(object);
+  const name = String(object[kind]?.name);
+  return ownKinds.has(kind) || (kind === 'set' && (simpleForwardSet.test(name) || /^g-[0-9a-f]+$/.test(name)));
+};
 
 /** Objects of a listing natctl did not create (named sets, counters, quotas, ...), as "kind name". */
 export function foreignObjects(listing: NftListing | null): string[] {
   if (!listing) return [];
-  return (objectsOf(listing) as unknown as AnyObject[]).filter((o) => !ownKinds.has(kindOf(o))).map((o) => `${kindOf(o)} ${String(o[kindOf(o)]!.name)}`);
+  return (objectsOf(listing) as unknown as AnyObject[]).filter((o) => !isOwn(o)).map((o) => `${kindOf(o)} ${String(o[kindOf(o)]!.name)}`);
 }
 
 const stripHandle = <T extends object>(value: T): T => {

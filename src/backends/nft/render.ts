@@ -1,13 +1,16 @@
-// Model -> one nftables JSON batch that atomically replaces natctl's own table and nothing
-// else. The design (docs/ruleset.md): one `inet natctl` table; per-packet cost independent
-// of the number of mappings thanks to verdict maps keyed by (l4proto, port) and
-// (address, l4proto, port); one chain per mapping carrying its counter.
+// Model -> one nftables batch (kept as libnftables JSON, loaded as nft's text syntax by
+// text.ts) that atomically replaces natctl's own table and nothing else. The design
+// (docs/ruleset.md, "The lean ruleset"): one `inet natctl` table; a simple mapping (one
+// target, one exact port, no allow-list) is nothing but three elements with their own
+// counters (a DNAT data map, a forward set); the others keep a chain reached through small
+// per-protocol verdict maps. Hash lookups only on the hot path: per-packet cost does not
+// grow with the number of mappings.
 import type { Cidr, Family } from '../../config/addr.js';
 import type { PortRange } from '../../config/ports.js';
 import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks, networkHolding, undeclaredTargets } from '../../model/model.js';
 import {
-  type NftCommand, type NftDocument, type NftMap, type NftObject, type NftStatement, type NftValue,
-  accept, concat, counter, ct, daddrIsLocal, drop, jump, masquerade, match, meta, payload, prefix, range, ret, set, vmap,
+  type NftCommand, type NftDocument, type NftMap, type NftSet, type NftObject, type NftStatement, type NftValue,
+  accept, concat, counter, ct, daddrIsLocal, drop, element, jump, masquerade, match, meta, payload, prefix, range, ret, set, vmap,
 } from './json.js';
 import { formatEndpoint } from '../../model/target.js';
 
@@ -21,13 +24,37 @@ const nfproto = (family: Family): string => (family === 4 ? 'ipv4' : 'ipv6');
 
 const protos: readonly Proto[] = ['tcp', 'udp', 'sctp'];
 
-/** DNAT dispatch maps (nat hooks), keyed by [address .] l4proto . port, wildcard and host-IP-bound, per family. */
+/**
+ * A simple mapping is only elements (docs/ruleset.md): one target, one exact host port, no
+ * allow-list. Everything else (port ranges, several targets, allow-lists) keeps its chains.
+ */
+export function isSimple(mapping: Mapping): boolean {
+  const [target] = mapping.targets;
+  return mapping.targets.length === 1 && target !== undefined && mapping.hostPorts.from === mapping.hostPorts.to
+    && target.ports.from === target.ports.to && mapping.allow.length === 0;
+}
+/**
+ * DNAT data maps of simple mappings, keyed by [address .] l4proto . port, giving the target's
+ * address . port, one counter per element (= connections: a nat chain sees only a
+ * connection's first packet). Hash maps: no `flags interval` on the hot path.
+ */
 export const dnatMap = (family: Family, bound: boolean): string => `dnat${family}${bound ? '_addr' : ''}`;
 /**
- * Forward dispatch maps, keyed by the connection's original [address .] port. One per
- * protocol: nft gives `ct original proto-dst` a type only after a single `meta l4proto`.
+ * Forward sets of simple mappings, keyed by the connection's original [address .] port, one
+ * counter per element (packets and bytes). One per protocol: nft gives `ct original
+ * proto-dst` a type only after a single `meta l4proto`.
  */
-export const forwardMap = (family: Family, proto: Proto, bound: boolean): string => `fwd${family}_${proto}${bound ? '_addr' : ''}`;
+export const forwardSet = (family: Family, proto: Proto, bound: boolean): string => `fwd${family}_${proto}${bound ? '_addr' : ''}`;
+/** Small per-protocol verdict maps (interval, single field when not host-IP-bound) to the chains of the other mappings. */
+export const chainMap = (hook: 'dnat' | 'fwd', family: Family, proto: Proto, bound: boolean): string => `${hook}${family}_${proto}${bound ? '_addr' : ''}_chains`;
+/**
+ * The generation marker: an empty set named after the stamp (docs/ruleset.md, "Incremental
+ * changes"). A set because nft 1.0.6 lists one set by name without reading the rest of the
+ * ruleset (a named counter or `get element` makes it dump every element first).
+ */
+export const markerName = (stamp: string): string => `g-${stamp}`;
+/** Regular chains the nat hooks jump to for local destinations (one `fib` lookup per packet). */
+export const publishedChain = (local: boolean): string => (local ? 'published-local' : 'published');
 export const mappingChain = (name: string): string => `m-${name}`;
 export const forwardChain = (name: string): string => `f-${name}`;
 export const targetChain = (name: string, index: number): string => `t-${name}-${index}`;
@@ -39,12 +66,14 @@ export const directChain = (index: number): string => `d-${index}`;
 const portValue = (ports: PortRange): NftValue => (ports.from === ports.to ? ports.from : range(ports.from, ports.to));
 const cidrValue = (cidr: Cidr): NftValue => (cidr.prefix === (cidr.family === 4 ? 32 : 128) ? cidr.addr : prefix(cidr.addr, cidr.prefix));
 
-function dnatKey(mapping: Mapping): NftValue {
-  const tail = [mapping.proto, portValue(mapping.hostPorts)];
+/** Key of a simple mapping in its DNAT data map. */
+export function dnatKey(mapping: Mapping): NftValue {
+  const tail = [mapping.proto, mapping.hostPorts.from];
   return mapping.hostIp === undefined ? concat(...tail) : concat(mapping.hostIp, ...tail);
 }
 
-function forwardKey(mapping: Mapping): NftValue {
+/** Key of a mapping in its forward set or map, and of a complex one in its DNAT chain map. */
+export function forwardKey(mapping: Mapping): NftValue {
   const port = portValue(mapping.hostPorts);
   return mapping.hostIp === undefined ? port : concat(mapping.hostIp, port);
 }
@@ -77,10 +106,14 @@ function describeMapping(mapping: Mapping): string {
  */
 class Batch {
   private readonly maps = new Map<string, NftMap>();
+  private readonly sets = new Map<string, NftSet>();
+  private readonly counters: NftCommand[] = [];
   private readonly chains: NftCommand[] = [];
   private readonly rules: NftCommand[] = [];
   add(object: NftObject): void {
     if ('map' in object) this.maps.set(object.map.name, { ...object.map });
+    else if ('set' in object) this.sets.set(object.set.name, { ...object.set });
+    else if ('counter' in object) this.counters.push({ add: object });
     else if ('chain' in object) this.chains.push({ add: object });
     else if ('rule' in object) this.rules.push({ add: object });
   }
@@ -89,9 +122,15 @@ class Batch {
     if (!target) throw new Error(`internal: no map ${map}`);
     (target.elem ??= []).push(elem);
   }
+  member(name: string, elem: NftValue): void {
+    const target = this.sets.get(name);
+    if (!target) throw new Error(`internal: no set ${name}`);
+    (target.elem ??= []).push(elem);
+  }
   commands(): NftCommand[] {
     const maps: NftCommand[] = [...this.maps.values()].map((map) => ({ add: { map } }));
-    return [...this.chains, ...maps, ...this.rules];
+    const sets: NftCommand[] = [...this.sets.values()].map((set) => ({ add: { set } }));
+    return [...this.counters, ...this.chains, ...maps, ...sets, ...this.rules];
   }
   chain(name: string, base?: { type: 'filter' | 'nat'; hook: string; prio: number }): void {
     this.add({ chain: base ? { ...T, name, ...base, policy: 'accept' } : { ...T, name } });
@@ -108,26 +147,36 @@ function directMaps(batch: Batch, model: Model): void {
   }
 }
 
+const counted: NftStatement[] = [{ counter: null }];
+
 function dispatchMaps(batch: Batch): void {
   for (const family of [4, 6] as const) {
     for (const bound of [false, true]) {
       const dnatType = bound ? [addrType(family), 'inet_proto', 'inet_service'] : ['inet_proto', 'inet_service'];
-      batch.add({ map: { ...T, name: dnatMap(family, bound), type: dnatType, map: 'verdict', flags: ['interval'] } });
+      // Concatenated data: declared in nft's text syntax (nft 1.0.6's JSON parser cannot, docs/ruleset.md).
+      batch.add({ map: { ...T, name: dnatMap(family, bound), type: dnatType, map: `${addrType(family)} . inet_service`, stmt: counted } });
       for (const proto of protos) {
         const type = bound ? [addrType(family), 'inet_service'] : 'inet_service';
-        batch.add({ map: { ...T, name: forwardMap(family, proto, bound), type, map: 'verdict', flags: ['interval'] } });
+        batch.add({ set: { ...T, name: forwardSet(family, proto, bound), type, stmt: counted } });
+        batch.add({ map: { ...T, name: chainMap('dnat', family, proto, bound), type, map: 'verdict', flags: ['interval'] } });
+        batch.add({ map: { ...T, name: chainMap('fwd', family, proto, bound), type, map: 'verdict', flags: ['interval'] } });
       }
     }
   }
 }
 
+/** The rules of a `published` chain: simple mappings through the data maps, the others through the chain maps; host-IP-bound first. */
 function dnatDispatch(batch: Batch, chain: string, skipLoopback: boolean): void {
   for (const family of [4, 6] as const) {
     const dport = payload('th', 'dport');
-    batch.rule(chain, [daddrIsLocal(), vmap(concat(payload(ipProto(family), 'daddr'), meta('l4proto'), dport), `@${dnatMap(family, true)}`)]);
+    const daddr = payload(ipProto(family), 'daddr');
+    batch.rule(chain, [{ dnat: { family: ipProto(family), addr: { map: { key: concat(daddr, meta('l4proto'), dport), data: `@${dnatMap(family, true)}` } } } }]);
+    // `tcp dport` brings its own `meta l4proto tcp` (nft adds the dependency and lists it without): written so, a read-back compares equal.
+    for (const proto of protos) batch.rule(chain, [vmap(concat(daddr, payload(proto, 'dport')), `@${chainMap('dnat', family, proto, true)}`)]);
     // Like Docker's `! -d 127.0.0.0/8`: a wildcard mapping never captures loopback; only an explicit loopback host IP (above) does.
-    const notLoopback = skipLoopback ? [match(payload(ipProto(family), 'daddr'), family === 4 ? prefix('127.0.0.0', 8) : '::1', '!=')] : [match(meta('nfproto'), nfproto(family))];
-    batch.rule(chain, [...notLoopback, daddrIsLocal(), vmap(concat(meta('l4proto'), dport), `@${dnatMap(family, false)}`)]);
+    const notLoopback = skipLoopback ? [match(daddr, family === 4 ? prefix('127.0.0.0', 8) : '::1', '!=')] : [match(meta('nfproto'), nfproto(family))];
+    batch.rule(chain, [...notLoopback, { dnat: { family: ipProto(family), addr: { map: { key: concat(meta('l4proto'), dport), data: `@${dnatMap(family, false)}` } } } }]);
+    for (const proto of protos) batch.rule(chain, [...notLoopback, vmap(payload(proto, 'dport'), `@${chainMap('dnat', family, proto, false)}`)]);
   }
 }
 
@@ -137,13 +186,44 @@ function forwardDispatch(batch: Batch): void {
   for (const family of [4, 6] as const) {
     for (const proto of protos) {
       const l4 = match(meta('l4proto'), proto);
-      batch.rule('forward', [l4, isDnat, vmap(concat(ct('daddr', { family: ipProto(family), dir: 'original' }), original), `@${forwardMap(family, proto, true)}`)]);
-      batch.rule('forward', [l4, isDnat, match(meta('nfproto'), nfproto(family)), vmap(original, `@${forwardMap(family, proto, false)}`)]);
+      const bound = concat(ct('daddr', { family: ipProto(family), dir: 'original' }), original);
+      batch.rule('forward', [l4, isDnat, match(bound, `@${forwardSet(family, proto, true)}`), accept()]);
+      batch.rule('forward', [l4, isDnat, vmap(bound, `@${chainMap('fwd', family, proto, true)}`)]);
+      const wildcard = [l4, isDnat, match(meta('nfproto'), nfproto(family))];
+      batch.rule('forward', [...wildcard, match(original, `@${forwardSet(family, proto, false)}`), accept()]);
+      batch.rule('forward', [...wildcard, vmap(original, `@${chainMap('fwd', family, proto, false)}`)]);
     }
   }
 }
 
+/**
+ * A simple mapping as elements only: DNAT data map and forward set, each counted per element.
+ * The DNAT element names the mapping (its comment); the forward element has the same key and
+ * is named through it (listing.ts): one comment per mapping keeps the load smaller.
+ */
+function renderSimple(batch: Batch, mapping: Mapping, target: Target): void {
+  const bound = mapping.hostIp !== undefined;
+  batch.element(dnatMap(mapping.family, bound), [element(dnatKey(mapping), mapping.name), concat(target.addr, target.ports.from)]);
+  batch.member(forwardSet(mapping.family, mapping.proto, bound), element(forwardKey(mapping)));
+}
+
+/** What one mapping adds to the ruleset (its chains, rules and dispatch elements), for deltas (delta.ts). */
+export function renderMappingCommands(mapping: Mapping): NftCommand[] {
+  const batch = new Batch();
+  dispatchMaps(batch);
+  renderMapping(batch, mapping);
+  return batch.commands().flatMap((command): NftCommand[] => {
+    if (!('add' in command)) return [];
+    const object = command.add;
+    if ('map' in object) return object.map.elem?.length ? [command] : [];
+    if ('set' in object) return object.set.elem?.length ? [command] : [];
+    return [command];
+  });
+}
+
 function renderMapping(batch: Batch, mapping: Mapping): void {
+  const [only] = mapping.targets;
+  if (isSimple(mapping) && only) return renderSimple(batch, mapping, only);
   const comment = describeMapping(mapping);
   const chain = mappingChain(mapping.name);
   batch.chain(chain);
@@ -171,8 +251,8 @@ function renderMapping(batch: Batch, mapping: Mapping): void {
   batch.rule(forward, [accept()]);
 
   const bound = mapping.hostIp !== undefined;
-  batch.element(dnatMap(mapping.family, bound), [dnatKey(mapping), jump(chain)]);
-  batch.element(forwardMap(mapping.family, mapping.proto, bound), [forwardKey(mapping), jump(forward)]);
+  batch.element(chainMap('dnat', mapping.family, mapping.proto, bound), [forwardKey(mapping), jump(chain)]);
+  batch.element(chainMap('fwd', mapping.family, mapping.proto, bound), [forwardKey(mapping), jump(forward)]);
 }
 
 function renderBlock(batch: Batch, rule: BlockRule, routed: Network[]): void {
@@ -374,16 +454,20 @@ function renderGuard(batch: Batch, model: Model): void {
 }
 
 /** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
-export function renderNftDocument(model: Model): NftDocument {
+export function renderNftDocument(model: Model, options: { stamp?: string } = {}): NftDocument {
   const batch = new Batch();
   dispatchMaps(batch);
   directMaps(batch, model);
 
   renderGuard(batch, model);
   batch.chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100 });
-  dnatDispatch(batch, 'prerouting', false);
   batch.chain('output', { type: 'nat', hook: 'output', prio: -100 });
-  dnatDispatch(batch, 'output', true);
+  // One fib lookup per packet: local destinations go on to the published chains.
+  for (const local of [false, true]) {
+    batch.rule(local ? 'output' : 'prerouting', [daddrIsLocal(), jump(publishedChain(local))]);
+    batch.chain(publishedChain(local));
+    dnatDispatch(batch, publishedChain(local), local);
+  }
   batch.chain('postrouting', { type: 'nat', hook: 'postrouting', prio: 100 });
   batch.chain('forward', { type: 'filter', hook: 'forward', prio: 0 });
   // Operator block rules come first, like Docker's DOCKER-USER: before any accept.
@@ -407,6 +491,8 @@ export function renderNftDocument(model: Model): NftDocument {
   for (const mapping of model.mappings) renderMapping(batch, mapping);
   renderDirect(batch, model);
   renderPostrouting(batch, model);
+  // The marker last, where a delta adds it: the listing is the same after a full load or a delta.
+  if (options.stamp !== undefined) batch.add({ set: { ...T, name: markerName(options.stamp), type: 'mark' } });
   const table = { family: tableFamily, name: tableName };
   // add + delete + add: replaces the table whether or not it exists, in one transaction.
   return { nftables: [{ add: { table } }, { delete: { table } }, { add: { table } }, ...batch.commands()] };

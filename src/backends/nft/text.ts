@@ -1,6 +1,8 @@
-// Prints natctl's nftables JSON batch in nft's own syntax, for people (`render --format nft`).
-// It covers exactly the expressions render.ts emits; the JSON stays the source of truth.
-import type { NftChain, NftDocument, NftMap, NftRule, NftValue } from './json.js';
+// Prints natctl's nftables JSON batch in nft's own syntax: what natctl loads (docs/ruleset.md:
+// nft 1.0.6's JSON parser cannot declare a map whose data is a concatenation), and what
+// `render --format nft` shows. It covers the expressions render.ts emits and what nft lists
+// back of them (restore prints a listing through it); the JSON stays the internal form.
+import type { NftChain, NftCounter, NftDocument, NftMap, NftRule, NftSet, NftValue } from './json.js';
 
 const quote = (text: string): string => `"${text.replace(/["\\]/g, '')}"`;
 
@@ -20,7 +22,10 @@ function value(v: unknown): string {
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `${value(v[0])} : ${value(v[1])}`;
   if (v === null || typeof v !== 'object') return '?';
-  const [[key, body]] = Object.entries(v) as [[string, Record<string, unknown> & unknown[]]];
+  // The first (only) key, without Object.entries: a ruleset of 50,000 mappings prints 500,000 values.
+  let key = '';
+  for (key in v) break;
+  const body = (v as Record<string, unknown>)[key] as Record<string, unknown> & unknown[];
   switch (key) {
     case 'payload': return `${body.protocol} ${body.field}`;
     case 'meta': return `meta ${body.key}`;
@@ -34,8 +39,19 @@ function value(v: unknown): string {
     case 'numgen': return `numgen ${body.mode} mod ${body.mod}`;
     case 'jump': return `jump ${body.target}`;
     case 'goto': return `goto ${body.target}`;
+    case 'elem': return `${value(body.val)}${counterText(body.counter, false)}${typeof body.comment === 'string' ? ` comment ${quote(body.comment)}` : ''}`;
     default: return `${key}`;
   }
+}
+
+/**
+ * A counter with its values when they are not zero (a restore puts them back); `always`: the
+ * bare keyword otherwise. An element's zero counter is left to its set's `counter` template.
+ */
+function counterText(counter: unknown, always: boolean): string {
+  const c = counter as { packets?: number; bytes?: number } | null | undefined;
+  if (c && typeof c === 'object' && ((c.packets ?? 0) > 0 || (c.bytes ?? 0) > 0)) return ` counter packets ${c.packets ?? 0} bytes ${c.bytes ?? 0}`;
+  return always && c !== undefined ? ' counter' : '';
 }
 
 function statement(s: Record<string, unknown>): string {
@@ -45,7 +61,7 @@ function statement(s: Record<string, unknown>): string {
       const op = body.op === '==' || body.op === 'in' ? '' : `${body.op} `;
       return `${value(body.left)} ${op}${isInterfaceMatch(body.left) ? interfaceValue(body.right) : value(body.right)}`;
     }
-    case 'counter': return 'counter';
+    case 'counter': return counterText(body ?? null, true).trimStart();
     case 'vmap': return `${value(body.key)} vmap ${value(body.data)}`;
     case 'dnat':
     case 'snat': {
@@ -67,8 +83,34 @@ function chainHeader(chain: NftChain): string {
   return `\t\ttype ${chain.type} hook ${chain.hook} priority ${prio}; policy ${chain.policy};\n`;
 }
 
+/** One value (an element, a key) in nft's text syntax. */
+export const valueText = (v: unknown): string => value(v);
+/** A rule's statements in nft's text syntax, with its comment. */
+export function ruleText(rule: NftRule): string {
+  const comment = rule.comment ? ` comment ${quote(rule.comment)}` : '';
+  return `${rule.expr.map((s) => statement(s as Record<string, unknown>)).join(' ')}${comment}`;
+}
+
+const typeText = (type: string | string[]): string => (Array.isArray(type) ? type.join(' . ') : type);
+const hasCounter = (stmt: unknown[] | undefined): boolean => (stmt ?? []).some((s) => typeof s === 'object' && s !== null && 'counter' in s);
+
+/** Elements one per line: a listing of 50,000 mappings is one statement either way. */
+const elementsText = (elem: NftValue[]): string => `\t\telements = { ${elem.map((e) => value(e)).join(',\n\t\t\t     ')} }`;
+
+/** The document as one batch of nft's text syntax: the table replaced (add, delete, declare) when the document does so. */
+export function documentToBatchText(document: NftDocument): string {
+  const replaces = document.nftables.some((c) => 'delete' in c && 'table' in c.delete);
+  const declares = document.nftables.filter((c) => 'add' in c).length > 1;
+  const table = document.nftables.find((c): c is { add: { table: { family: string; name: string } } } => 'add' in c && 'table' in c.add);
+  const name = table ? `${table.add.table.family} ${table.add.table.name}` : '';
+  const prelude = replaces ? `add table ${name}\ndelete table ${name}\n` : '';
+  return declares ? `${prelude}${documentToText(document)}` : prelude;
+}
+
 export function documentToText(document: NftDocument): string {
   const maps = new Map<string, NftMap & { elem: [NftValue, NftValue][] }>();
+  const sets = new Map<string, NftSet>();
+  const counters: NftCounter[] = [];
   const chains = new Map<string, { chain: NftChain; rules: NftRule[] }>();
   let tableLine = '';
   for (const command of document.nftables) {
@@ -76,25 +118,32 @@ export function documentToText(document: NftDocument): string {
     const object = command.add;
     if ('table' in object) tableLine = `table ${object.table.family} ${object.table.name}`;
     else if ('map' in object) maps.set(object.map.name, { ...object.map, elem: [...(object.map.elem ?? [])] });
+    else if ('set' in object) sets.set(object.set.name, object.set);
+    else if ('counter' in object) counters.push(object.counter);
     else if ('chain' in object) chains.set(object.chain.name, { chain: object.chain, rules: [] });
     else if ('rule' in object) chains.get(object.rule.chain)?.rules.push(object.rule);
   }
   const out: string[] = [`${tableLine} {`];
+  for (const c of counters) out.push(`\tcounter ${c.name} {`, `\t\tpackets ${c.packets ?? 0} bytes ${c.bytes ?? 0}`, '\t}', '');
   for (const map of maps.values()) {
-    const type = Array.isArray(map.type) ? map.type.join(' . ') : map.type;
-    out.push(`\tmap ${map.name} {`, `\t\ttype ${type} : ${map.map}`);
+    out.push(`\tmap ${map.name} {`, `\t\ttype ${typeText(map.type)} : ${map.map}`);
     if (map.flags?.length) out.push(`\t\tflags ${map.flags.join(',')}`);
-    if (map.elem.length) out.push(`\t\telements = { ${map.elem.map((e) => value(e)).join(',\n\t\t\t     ')} }`);
+    if (hasCounter(map.stmt)) out.push('\t\tcounter');
+    if (map.elem.length) out.push(elementsText(map.elem));
+    out.push('\t}', '');
+  }
+  for (const set of sets.values()) {
+    out.push(`\tset ${set.name} {`, `\t\ttype ${typeText(set.type)}`);
+    if (set.flags?.length) out.push(`\t\tflags ${set.flags.join(',')}`);
+    if (hasCounter(set.stmt)) out.push('\t\tcounter');
+    if (set.elem?.length) out.push(elementsText(set.elem));
     out.push('\t}', '');
   }
   for (const { chain, rules } of chains.values()) {
     out.push(`\tchain ${chain.name} {`);
     const header = chainHeader(chain);
     if (header) out.push(header.trimEnd());
-    for (const rule of rules) {
-      const comment = rule.comment ? ` comment ${quote(rule.comment)}` : '';
-      out.push(`\t\t${rule.expr.map((s) => statement(s as Record<string, unknown>)).join(' ')}${comment}`);
-    }
+    for (const rule of rules) out.push(`\t\t${ruleText(rule)}`);
     out.push('\t}', '');
   }
   if (out[out.length - 1] === '') out.pop();
