@@ -39,7 +39,7 @@ describe('npm package', () => {
     await writeFile(config, 'version: 1\nmappings:\n  - publish: "8080:80"\n    target: 198.18.0.2\n');
     const rendered = await npx(['render', '-f', config, '--format', 'nft']);
     expect(rendered.exitCode).toBe(0);
-    expect(String(rendered.stdout)).toContain('tcp . 8080 : jump m-tcp-8080');
+    expect(String(rendered.stdout)).toContain('tcp . 8080 comment "tcp-8080" : 198.18.0.2 . 80');
   });
 
   it('ships the JSON Schema and docs, and its types compile for a library user', async () => {
