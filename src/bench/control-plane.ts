@@ -11,6 +11,7 @@ import { renderNftDocument } from '../backends/nft/render.js';
 import { parseConfigObject } from '../config/load.js';
 import { buildModel } from '../model/build.js';
 import { benchConfig } from './configs.js';
+import { formatMB, formatMs } from './format.js';
 import type { BenchOptions, Transport } from './options.js';
 import { runTimed } from './proc.js';
 import { referenceRuleset } from './reference.js';
@@ -75,7 +76,7 @@ export class ControlPlane {
 
   private record(op: Operation, via: Via, transport: Transport | null, n: number, outcome: Outcome): void {
     this.measurements.push({ op, via, transport, n, outcome });
-    const text = outcome.kind === 'ok' ? `${outcome.medianMs.toFixed(1)} ms${outcome.peakRssKiB ? `, ${(outcome.peakRssKiB / 1024).toFixed(0)} MiB` : ''}` : outcome.kind === 'timeout' ? `timed out (> ${outcome.limitMs / 1000} s)` : `${outcome.kind}: ${'reason' in outcome ? outcome.reason : outcome.message}`;
+    const text = outcome.kind === 'ok' ? `${formatMs(outcome.medianMs)}${outcome.peakRssKiB ? `, peak RSS ${formatMB(outcome.peakRssKiB * 1024)}` : ''}` : outcome.kind === 'timeout' ? `timed out (> ${formatMs(outcome.limitMs)})` : `${outcome.kind}: ${'reason' in outcome ? outcome.reason : outcome.message}`;
     this.run.log(`  N=${n} ${via}${transport ? `/${transport}` : ''} ${op}: ${text}`);
   }
 

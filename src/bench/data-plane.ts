@@ -51,6 +51,10 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
   const { options } = run;
   const cpu = Math.max(0, cpus().length - 1);
   const result: DataPlaneResult = { client: 'python3 (src/bench/conn-rate.ts), one connection at a time, RST close', cpu, rounds: options.dataPlane.rounds, secondsPerPoint: options.dataPlane.seconds, points: [] };
+  if (options.dataPlane.rounds === 0) {
+    result.note = 'not measured: NATCTL_BENCH_DP_ROUNDS=0';
+    return result;
+  }
   const python = await runTimed('python3', ['--version'], { timeoutMs: 10_000 });
   if (python.kind !== 'ok') {
     result.note = 'not measured: python3 not found (apt-get install python3)';

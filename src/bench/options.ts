@@ -4,7 +4,8 @@
 //   NATCTL_BENCH_QUICK=1           N = 1, 100, 1000, one round, 3 data-plane rounds; docs untouched
 //   NATCTL_BENCH_TIMEOUT_S=S       per-operation limit; an operation over it is killed and marked "timed out"
 //   NATCTL_BENCH_BUDGET_S=S        limit for the whole control-plane part; what is left is marked "skipped"
-//   NATCTL_BENCH_DP_ROUNDS/_DP_SECONDS/_DP_MAX  data-plane rounds, seconds and connections per point
+//   NATCTL_BENCH_DP_ROUNDS/_DP_SECONDS/_DP_MAX  data-plane rounds (0: no data plane), seconds and
+//                                  connections per point
 //   NATCTL_BENCH_DOCS=0|1          rewrite docs/performance.md (default: yes unless quick)
 //   NATCTL_NATIVE=0|1              transport: 0 spawned nft only, 1 the addon only; unset: both when the addon loads
 // Pure: parsed from an env object so the unit test can drive it.
@@ -38,12 +39,12 @@ export const maxSize = 65535 - firstPort;
 
 export class BenchOptionError extends Error {}
 
-function positive(env: Record<string, string | undefined>, name: string, fallback: number, integer = true): number {
+function positive(env: Record<string, string | undefined>, name: string, fallback: number, integer = true, zeroOk = false): number {
   const text = env[name];
   if (text === undefined || text === '') return fallback;
   const value = Number(text);
-  if (!Number.isFinite(value) || value <= 0 || (integer && !Number.isInteger(value))) {
-    throw new BenchOptionError(`${name}=${JSON.stringify(text)} must be a positive ${integer ? 'whole ' : ''}number`);
+  if (!Number.isFinite(value) || value < 0 || (value === 0 && !zeroOk) || (integer && !Number.isInteger(value))) {
+    throw new BenchOptionError(`${name}=${JSON.stringify(text)} must be a ${zeroOk ? 'whole number >= 0' : `positive ${integer ? 'whole ' : ''}number`}`);
   }
   return value;
 }
@@ -76,7 +77,7 @@ export function parseOptions(env: Record<string, string | undefined>, addon: Add
     writeDocs: docs === undefined || docs === '' ? !quick : docs === '1',
     resultsFile: quick ? 'bench-results/quick.json' : 'bench-results/latest.json',
     dataPlane: {
-      rounds: positive(env, 'NATCTL_BENCH_DP_ROUNDS', quick ? 3 : 10),
+      rounds: positive(env, 'NATCTL_BENCH_DP_ROUNDS', quick ? 3 : 10, true, true),
       seconds: positive(env, 'NATCTL_BENCH_DP_SECONDS', quick ? 0.5 : 1, false),
       maxConnections: positive(env, 'NATCTL_BENCH_DP_MAX', 100_000),
     },

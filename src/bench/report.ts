@@ -16,12 +16,27 @@ export interface Table {
 
 const transportLabel = (t: Transport): string => (t === 'addon' ? 'addon' : 'spawned nft');
 
-function cell(outcome: Outcome | undefined, notes: Set<string>, where: string): string {
+/** Why cells say "skipped" or "error", grouped by reason: reason -> the N where it happened. */
+class Notes {
+  private readonly byReason = new Map<string, Set<number>>();
+
+  add(reason: string, n: number): void {
+    const ns = this.byReason.get(reason) ?? new Set<number>();
+    ns.add(n);
+    this.byReason.set(reason, ns);
+  }
+
+  list(): string[] {
+    return [...this.byReason].map(([reason, ns]) => `N = ${[...ns].sort((a, b) => a - b).map(formatCount).join(', ')}: ${reason}`);
+  }
+}
+
+function cell(outcome: Outcome | undefined, notes: Notes, label: string, n: number): string {
   if (!outcome) return '';
   if (outcome.kind === 'ok') return formatMs(outcome.medianMs);
   if (outcome.kind === 'timeout') return `timed out (> ${formatMs(outcome.limitMs)})`;
-  const reason = outcome.kind === 'skipped' ? outcome.reason : outcome.message;
-  notes.add(`${where}: ${outcome.kind === 'error' ? 'error: ' : ''}${reason}`);
+  if (outcome.kind === 'skipped') notes.add(`skipped: ${outcome.reason}`, n);
+  else notes.add(`error in ${label}: ${outcome.message}`, n);
   return outcome.kind;
 }
 
@@ -38,11 +53,11 @@ const opLabels: Record<Operation, string> = {
 /** The control-plane table: one row per operation, one column per N; notes say why cells are empty. */
 export function controlPlaneTable(results: BenchResults): Table & { notes: string[] } {
   const sizes = results.settings.sizes;
-  const notes = new Set<string>();
+  const notes = new Notes();
   const header = ['operation', ...sizes.map((n) => `N = ${formatCount(n)}`)];
   const rows: string[][] = [];
   const row = (label: string, op: Operation, via: Via, transport: Transport | null): void => {
-    rows.push([label, ...sizes.map((n) => cell(findMeasurement(results, op, via, transport, n)?.outcome, notes, `${label}, N = ${formatCount(n)}`))]);
+    rows.push([label, ...sizes.map((n) => cell(findMeasurement(results, op, via, transport, n)?.outcome, notes, label, n))]);
   };
   row(opLabels['raw-render'], 'raw-render', 'nft', null);
   row(opLabels['raw-reference'], 'raw-reference', 'nft', null);
@@ -63,11 +78,11 @@ export function controlPlaneTable(results: BenchResults): Table & { notes: strin
     rows.push([`state dir after 5 applies (${transportLabel(t)})`, ...sizes.map((n) => {
       const s = results.stateDir.find((x) => x.transport === t && x.n === n);
       if (s?.bytes !== undefined) return formatMB(s.bytes);
-      if (s?.note) notes.add(`state dir, N = ${formatCount(n)}: ${s.note}`);
+      if (s?.note) notes.add(`state dir not measured: ${s.note}`, n);
       return s ? '-' : '';
     })]);
   }
-  return { header, rows, notes: [...notes] };
+  return { header, rows, notes: notes.list() };
 }
 
 export function dataPlaneTable(results: BenchResults): Table & { notes: string[] } {
