@@ -22,6 +22,9 @@ const here = dirname(fileURLToPath(import.meta.url));
 const cliScript = join(here, '../cli/main.js');
 const rssProbe = pathToFileURL(join(here, 'rss-probe.js')).href;
 
+/** Past this, an operation is not repeated for more rounds. */
+export const slowMs = 10_000;
+
 /** One timed run: its wall time, and the CLI's peak RSS when measured. */
 type Sample = { kind: 'ok'; ms: number; rssKiB?: number } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
 
@@ -101,6 +104,8 @@ export class ControlPlane {
     }
     let failed = outcomes.size > 0;
     for (let round = 0; round < rounds && !failed; round++) {
+      // An operation that takes seconds is measured once: repeating it adds little and costs minutes.
+      if (round > 0 && steps.some((step) => (samples.get(step.op)!.ms.at(-1) ?? 0) > slowMs)) break;
       for (const step of steps) {
         if (this.remainingMs() < 1000) {
           outcomes.set(step.op, { kind: 'skipped', reason: 'run budget used up' });

@@ -47,7 +47,9 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
 }
 
 async function main(): Promise<number> {
-  const addon = nativeBindingStatus();
+  // Only whether it loads and why not: the status type grows with the addon (src/backends/native.ts).
+  const status: { loaded: boolean; reason?: string } = nativeBindingStatus();
+  const addon = { loaded: status.loaded, reason: status.reason ?? (status.loaded ? 'loaded' : 'unknown') };
   let options;
   try {
     options = parseOptions(process.env, addon);
