@@ -26,7 +26,7 @@ const rssProbe = pathToFileURL(join(here, 'rss-probe.js')).href;
 export const slowMs = 10_000;
 
 /** One timed run: its wall time, and the CLI's peak RSS when measured. */
-type Sample = { kind: 'ok'; ms: number; rssKiB?: number } | { kind: 'timeout'; limitMs: number } | { kind: 'error'; message: string };
+type Sample = { kind: 'ok'; ms: number; rssKiB?: number } | { kind: 'timeout'; limitMs: number; rssKiB?: number } | { kind: 'error'; message: string };
 
 interface Step {
   op: Operation;
@@ -79,7 +79,7 @@ export class ControlPlane {
 
   private record(op: Operation, via: Via, transport: Transport | null, n: number, outcome: Outcome): void {
     this.measurements.push({ op, via, transport, n, outcome });
-    const text = outcome.kind === 'ok' ? `${formatMs(outcome.medianMs)}${outcome.peakRssKiB ? `, peak RSS ${formatMB(outcome.peakRssKiB * 1024)}` : ''}` : outcome.kind === 'timeout' ? `timed out (> ${formatMs(outcome.limitMs)})` : `${outcome.kind}: ${'reason' in outcome ? outcome.reason : outcome.message}`;
+    const text = outcome.kind === 'ok' ? `${formatMs(outcome.medianMs)}${outcome.peakRssKiB ? `, peak RSS ${formatMB(outcome.peakRssKiB * 1024)}` : ''}` : outcome.kind === 'timeout' ? `timed out (> ${formatMs(outcome.limitMs)})${outcome.peakRssKiB ? `, peak RSS > ${formatMB(outcome.peakRssKiB * 1024)}` : ''}` : `${outcome.kind}: ${'reason' in outcome ? outcome.reason : outcome.message}`;
     this.run.log(`  N=${n} ${via}${transport ? `/${transport}` : ''} ${op}: ${text}`);
   }
 
@@ -126,7 +126,7 @@ export class ControlPlane {
           continue;
         }
         if (sample.kind === 'timeout') {
-          outcomes.set(step.op, { kind: 'timeout', limitMs: sample.limitMs });
+          outcomes.set(step.op, sample.rssKiB === undefined ? { kind: 'timeout', limitMs: sample.limitMs } : { kind: 'timeout', limitMs: sample.limitMs, peakRssKiB: sample.rssKiB });
           this.timedOutAt.set(`${step.op}/${via}/${transport}`, n);
         } else {
           outcomes.set(step.op, { kind: 'error', message: sample.message });
@@ -183,6 +183,7 @@ export class ControlPlane {
       const outcome = await runTimed(process.execPath, ['--import', rssProbe, cliScript, '--netns', this.run.netns, '--state-dir', stateDir, ...args], {
         timeoutMs: limitMs,
         env: { ...transportEnv(transport), NATCTL_BENCH_RSS_FILE: rssFile },
+        rssOnTimeout: true,
       });
       const sample = toSample(outcome, limitMs);
       if (sample.kind === 'ok') {
@@ -266,6 +267,6 @@ function describe(outcome: { kind: 'reply'; reply: { ok: boolean; error?: string
 
 function toSample(outcome: Awaited<ReturnType<typeof runTimed>>, limitMs: number): Sample {
   if (outcome.kind === 'ok') return { kind: 'ok', ms: outcome.ms };
-  if (outcome.kind === 'timeout') return { kind: 'timeout', limitMs };
+  if (outcome.kind === 'timeout') return outcome.peakRssKiB === undefined ? { kind: 'timeout', limitMs } : { kind: 'timeout', limitMs, rssKiB: outcome.peakRssKiB };
   return { kind: 'error', message: `exit ${outcome.exitCode ?? '?'}: ${outcome.message}` };
 }

@@ -72,7 +72,9 @@ export function controlPlaneTable(results: BenchResults): Table & { notes: strin
     for (const op of ['cold', 'unchanged', 'add', 'remove', 'status'] as const) {
       rows.push([`peak RSS of the CLI, ${opLabels[op]} (${transportLabel(t)})`, ...sizes.map((n) => {
         const o = findMeasurement(results, op, 'cli', t, n)?.outcome;
-        return o?.kind === 'ok' && o.peakRssKiB !== undefined ? formatMB(o.peakRssKiB * 1024) : o ? '-' : '';
+        if (o?.kind === 'ok' && o.peakRssKiB !== undefined) return formatMB(o.peakRssKiB * 1024);
+        if (o?.kind === 'timeout' && o.peakRssKiB !== undefined) return `> ${formatMB(o.peakRssKiB * 1024)} (timed out)`;
+        return o ? '-' : '';
       })]);
     }
     rows.push([`state dir after 5 applies (${transportLabel(t)})`, ...sizes.map((n) => {

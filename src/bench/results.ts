@@ -8,7 +8,8 @@ export type Via = 'cli' | 'library' | 'nft';
 
 export type Outcome =
   | { kind: 'ok'; samplesMs: number[]; medianMs: number; peakRssKiB?: number }
-  | { kind: 'timeout'; limitMs: number }
+  /** peakRssKiB: for the CLI, its peak resident set when it was killed (a lower bound). */
+  | { kind: 'timeout'; limitMs: number; peakRssKiB?: number }
   | { kind: 'skipped'; reason: string }
   | { kind: 'error'; message: string };
 

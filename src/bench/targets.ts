@@ -108,9 +108,14 @@ export function evaluateTargets(results: BenchResults): TargetVerdict[] {
 
 function peakRss(results: BenchResults, transport: Transport, n: number): Value {
   if (!results.settings.sizes.includes(n)) return { kind: 'none', why: `N = ${n.toLocaleString('en-US')} not in this run` };
-  const peaks = results.measurements
-    .filter((m) => m.via === 'cli' && m.transport === transport && m.n === n && m.outcome.kind === 'ok' && m.outcome.peakRssKiB !== undefined)
-    .map((m) => (m.outcome.kind === 'ok' ? (m.outcome.peakRssKiB ?? 0) * 1024 : 0));
-  if (peaks.length === 0) return { kind: 'none', why: `no CLI operation completed at N = ${n}` };
-  return { kind: 'exact', v: Math.max(...peaks) };
+  // A CLI killed at its time limit gives a lower bound (its peak so far).
+  const values: Value[] = [];
+  for (const m of results.measurements) {
+    if (m.via !== 'cli' || m.transport !== transport || m.n !== n) continue;
+    if ((m.outcome.kind === 'ok' || m.outcome.kind === 'timeout') && m.outcome.peakRssKiB !== undefined) {
+      values.push({ kind: m.outcome.kind === 'ok' ? 'exact' : 'above', v: m.outcome.peakRssKiB * 1024 });
+    }
+  }
+  if (values.length === 0) return { kind: 'none', why: `no CLI operation measured at N = ${n}` };
+  return worst(values);
 }

@@ -135,6 +135,13 @@ describe('bench targets', () => {
     expect(verdict(r, 'dataplane-flat')).toMatchObject({ status: 'not measured', measured: 'data plane not measured' });
   });
 
+  it('count the peak RSS of a CLI killed at its time limit as a lower bound', () => {
+    const killed = results([m('cold', 'cli', 50000, { kind: 'timeout', limitMs: 60000, peakRssKiB: 1_200_000 }), m('status', 'cli', 50000, ok(900, 100_000))]);
+    expect(verdict(killed, 'rss-50k')).toMatchObject({ status: 'missed', measured: '> 1229 MB (timed out), over 4.92x the limit 250 MB' });
+    const small = results([m('cold', 'cli', 50000, { kind: 'timeout', limitMs: 60000, peakRssKiB: 100_000 }), m('status', 'cli', 50000, ok(900, 100_000))]);
+    expect(verdict(small, 'rss-50k').status).toBe('not measured');
+  });
+
   it('judge the data plane on the ratios to no NAT measured in the same run', () => {
     const point = (ruleset: 'none' | 'natctl' | 'reference', n: number, medianRatio: number) => ({ ruleset, n, rates: [], ratios: [medianRatio], medianRatio });
     const r = results([], { dataPlane: { client: 'python3', cpu: 1, rounds: 1, secondsPerPoint: 1, points: [point('none', 0, 1), point('natctl', 1, 0.8), point('natctl', 50000, 0.2), point('reference', 50000, 0.82)] } });
