@@ -61,15 +61,15 @@ export function controlPlaneTable(results: BenchResults): Table & { notes: strin
   };
   row(opLabels['raw-render'], 'raw-render', 'nft', null);
   row(opLabels['raw-reference'], 'raw-reference', 'nft', null);
-  for (const t of results.settings.transports) {
-    for (const op of ['cold', 'unchanged', 'add', 'remove'] as const) {
-      row(`${opLabels[op]}, CLI (${transportLabel(t)})`, op, 'cli', t);
-      row(`${opLabels[op]}, library (${transportLabel(t)})`, op, 'library', t);
+  // Transports next to each other: spawned nft against the addon, row by row.
+  const transports = results.settings.transports;
+  for (const op of ['cold', 'unchanged', 'add', 'remove', 'status'] as const) {
+    for (const via of op === 'status' ? (['cli'] as const) : (['cli', 'library'] as const)) {
+      for (const t of transports) row(`${opLabels[op]}, ${via === 'cli' ? 'CLI' : 'library'} (${transportLabel(t)})`, op, via, t);
     }
-    row(`${opLabels.status}, CLI (${transportLabel(t)})`, 'status', 'cli', t);
   }
-  for (const t of results.settings.transports) {
-    for (const op of ['cold', 'unchanged', 'add', 'remove', 'status'] as const) {
+  for (const op of ['cold', 'unchanged', 'add', 'remove', 'status'] as const) {
+    for (const t of transports) {
       rows.push([`peak RSS of the CLI, ${opLabels[op]} (${transportLabel(t)})`, ...sizes.map((n) => {
         const o = findMeasurement(results, op, 'cli', t, n)?.outcome;
         if (o?.kind === 'ok' && o.peakRssKiB !== undefined) return formatMB(o.peakRssKiB * 1024);
@@ -77,6 +77,8 @@ export function controlPlaneTable(results: BenchResults): Table & { notes: strin
         return o ? '-' : '';
       })]);
     }
+  }
+  for (const t of transports) {
     rows.push([`state dir after 5 applies (${transportLabel(t)})`, ...sizes.map((n) => {
       const s = results.stateDir.find((x) => x.transport === t && x.n === n);
       if (s?.bytes !== undefined) return formatMB(s.bytes);
