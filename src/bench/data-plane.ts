@@ -77,7 +77,7 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
       const sandbox = new Sandbox(`b${kind.ruleset[0]}${kind.n}`.slice(0, 8));
       run.sandboxes.push(sandbox);
       await sandbox.create();
-      const point: DataPlanePoint = { ruleset: kind.ruleset, n: kind.n, rates: [], ratios: [] };
+      const point: DataPlanePoint = { ruleset: kind.ruleset, n: kind.n, rates: [], ratios: [], extraUs: [] };
       result.points.push(point);
       const setup: Setup = { point, sandbox, host: addr.hostUp, port: ratePort(Math.max(kind.n, 1)), usable: false };
       setups.push(setup);
@@ -155,7 +155,12 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
         if (after !== undefined) baseline.point.rates.push(after);
         if (value !== undefined) {
           setup.point.rates.push(value);
-          if (before !== undefined && after !== undefined) setup.point.ratios.push(value / ((before + after) / 2));
+          if (before !== undefined && after !== undefined) {
+            const base = (before + after) / 2;
+            setup.point.ratios.push(value / base);
+            // One connection at a time on one CPU: 1/rate is the CPU time of one connection.
+            setup.point.extraUs.push((1 / value - 1 / base) * 1e6);
+          }
         }
         before = after;
       }
@@ -166,6 +171,9 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
       const ratioMedian = median(point.ratios);
       if (rateMedian !== undefined) point.medianRate = Math.round(rateMedian);
       if (ratioMedian !== undefined) point.medianRatio = Math.round(ratioMedian * 1000) / 1000;
+      const extraMedian = median(point.extraUs);
+      if (extraMedian !== undefined) point.medianExtraUs = Math.round(extraMedian * 10) / 10;
+      point.extraUs = point.extraUs.map((us) => Math.round(us * 10) / 10);
       point.rates = point.rates.map(Math.round);
       point.ratios = point.ratios.map((r) => Math.round(r * 1000) / 1000);
     }

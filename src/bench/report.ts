@@ -90,7 +90,7 @@ export function controlPlaneTable(results: BenchResults): Table & { notes: strin
 }
 
 export function dataPlaneTable(results: BenchResults): Table & { notes: string[] } {
-  const header = ['ruleset', 'N', 'new connections/s (median)', 'ratio to no NAT (median)', 'rounds'];
+  const header = ['ruleset', 'N', 'new connections/s (median)', 'ratio to no NAT (median)', 'extra CPU per connection (median)', 'rounds'];
   const dp = results.dataPlane;
   const notes: string[] = [];
   if (!dp) return { header, rows: [], notes: ['data plane not measured'] };
@@ -103,6 +103,7 @@ export function dataPlaneTable(results: BenchResults): Table & { notes: string[]
       p.ruleset === 'none' ? '-' : formatCount(p.n),
       p.medianRate === undefined ? '-' : formatCount(p.medianRate),
       p.ruleset === 'none' ? '1' : p.medianRatio === undefined ? '-' : p.medianRatio.toFixed(2),
+      p.ruleset === 'none' ? '0' : p.medianExtraUs === undefined ? '-' : `${p.medianExtraUs >= 0 ? '+' : ''}${p.medianExtraUs.toFixed(1)} us`,
       String(p.ruleset === 'none' ? p.rates.length : p.ratios.length),
     ];
   });

@@ -39,8 +39,11 @@ export interface DataPlanePoint {
   rates: number[];
   /** Each round's rate divided by the mean of the no-NAT rounds measured right before and after it. */
   ratios: number[];
+  /** Each round's extra CPU time per connection over no NAT, in microseconds (1/rate - 1/no-NAT rate). */
+  extraUs: number[];
   medianRate?: number;
   medianRatio?: number;
+  medianExtraUs?: number;
   /** Why the point has no numbers (setup failed, not DNATing, ...). */
   note?: string;
 }

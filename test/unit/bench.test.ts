@@ -9,7 +9,7 @@ import { parseClientReport } from '../../src/bench/conn-rate.js';
 import { roundOrder } from '../../src/bench/data-plane.js';
 import { BenchOptionError, defaultSizes, maxSize, parseOptions, quickSizes } from '../../src/bench/options.js';
 import { referenceRuleset } from '../../src/bench/reference.js';
-import { beginMarker, controlPlaneTable, endMarker, markdownSection, markdownTable, replaceSection, textReport, textTable } from '../../src/bench/report.js';
+import { beginMarker, controlPlaneTable, dataPlaneTable, endMarker, markdownSection, markdownTable, replaceSection, textReport, textTable } from '../../src/bench/report.js';
 import type { BenchResults, Measurement, Operation, Outcome, Via } from '../../src/bench/results.js';
 import { median } from '../../src/bench/results.js';
 import { evaluateTargets } from '../../src/bench/targets.js';
@@ -143,7 +143,7 @@ describe('bench targets', () => {
   });
 
   it('judge the data plane on the ratios to no NAT measured in the same run', () => {
-    const point = (ruleset: 'none' | 'natctl' | 'reference', n: number, medianRatio: number) => ({ ruleset, n, rates: [], ratios: [medianRatio], medianRatio });
+    const point = (ruleset: 'none' | 'natctl' | 'reference', n: number, medianRatio: number) => ({ ruleset, n, rates: [], ratios: [medianRatio], extraUs: [], medianRatio });
     const r = results([], { dataPlane: { client: 'python3', cpu: 1, rounds: 1, secondsPerPoint: 1, points: [point('none', 0, 1), point('natctl', 1, 0.8), point('natctl', 50000, 0.2), point('reference', 50000, 0.82)] } });
     expect(verdict(r, 'dataplane-flat')).toMatchObject({ status: 'missed', measured: '0.25, 0.70 short of 0.95' });
     expect(verdict(r, 'dataplane-vs-nonat')).toMatchObject({ status: 'missed', measured: '0.20, 0.60 short of 0.80' });
@@ -175,6 +175,21 @@ describe('bench report', () => {
     expect(row('peak RSS of the CLI, cold apply (spawned nft)')?.[1]).toBe('72 MB');
     expect(row('state dir after 5 applies (spawned nft)')?.[1]).toBe('2.50 MB');
     expect(table.notes).toEqual(['N = 10,000: skipped: the cold apply did not complete']);
+  });
+
+  it('shows the data plane as rates, ratios to no NAT and extra CPU per connection, with why a point has none', () => {
+    const dp = results([], { dataPlane: { client: 'python3', cpu: 1, rounds: 2, secondsPerPoint: 1, points: [
+      { ruleset: 'none', n: 0, rates: [20000, 20000, 20000], ratios: [], extraUs: [], medianRate: 20000 },
+      { ruleset: 'natctl', n: 50000, rates: [4000, 4000], ratios: [0.2, 0.2], extraUs: [200, 200], medianRate: 4000, medianRatio: 0.2, medianExtraUs: 200 },
+      { ruleset: 'reference', n: 50000, rates: [], ratios: [], extraUs: [], note: 'not verified: conntrack shows no flow' },
+    ] } });
+    const table = dataPlaneTable(dp);
+    expect(table.rows).toEqual([
+      ['no NAT', '-', '20,000', '1', '0', '3'],
+      ["natctl's ruleset", '50,000', '4,000', '0.20', '+200.0 us', '2'],
+      ['map-based reference', '50,000', '-', '-', '-', '0'],
+    ]);
+    expect(table.notes).toEqual(['map-based reference at N = 50,000: not verified: conntrack shows no flow']);
   });
 
   it('formats aligned text and markdown tables', () => {
