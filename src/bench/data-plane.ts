@@ -12,6 +12,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { addr, Sandbox } from '../sandbox/topology.js';
 import { benchConfig, ratePort, workload } from './configs.js';
+import { formatMs } from './format.js';
 import { clientScript, parseClientReport, serverScript } from './conn-rate.js';
 import type { BenchOptions } from './options.js';
 import { killChild, runTimed, startChild } from './proc.js';
@@ -110,6 +111,8 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
           point.note = `natctl apply ${applied.kind === 'timeout' ? `timed out (> ${setupLimitMs / 1000} s)` : `failed: ${applied.message}`}`;
           continue;
         }
+        point.setupMs = Math.round(applied.ms);
+        run.log(`  data plane: natctl apply of ${kind.n} mapping(s) took ${formatMs(applied.ms)}`);
       } else {
         const file = join(run.workDir, `dp-reference-${kind.n}.nft`);
         await writeFile(file, referenceRuleset(kind.n));

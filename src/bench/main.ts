@@ -46,6 +46,13 @@ for (const signal of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   });
 }
 
+async function writeDocs(results: BenchResults): Promise<void> {
+  const docFile = join(root, 'docs/performance.md');
+  const before = await readFile(docFile, 'utf8').catch(() => undefined);
+  await writeFile(docFile, replaceSection(before, markdownSection(results)));
+  log('bench: updated docs/performance.md (between the bench markers)');
+}
+
 async function main(): Promise<number> {
   // Only whether it loads and why not: the status type grows with the addon (src/backends/native.ts).
   const status: { loaded: boolean; reason?: string } = nativeBindingStatus();
@@ -59,6 +66,13 @@ async function main(): Promise<number> {
       return 2;
     }
     throw error;
+  }
+  // NATCTL_BENCH_FROM=FILE: print and write the docs from an earlier run's JSON; measures nothing.
+  if (process.env.NATCTL_BENCH_FROM) {
+    const results = JSON.parse(await readFile(process.env.NATCTL_BENCH_FROM, 'utf8')) as BenchResults;
+    process.stdout.write(textReport(results));
+    if (options.writeDocs) await writeDocs(results);
+    return 0;
   }
   if (!isRoot()) {
     log('bench: needs root (it creates scratch network namespaces)');
@@ -95,10 +109,7 @@ async function main(): Promise<number> {
     await writeFile(resultsFile, `${JSON.stringify(results, null, 2)}\n`);
     log(`bench: wrote ${options.resultsFile}`);
     if (options.writeDocs) {
-      const docFile = join(root, 'docs/performance.md');
-      const before = await readFile(docFile, 'utf8').catch(() => undefined);
-      await writeFile(docFile, replaceSection(before, markdownSection(results)));
-      log('bench: updated docs/performance.md (between the bench markers)');
+      await writeDocs(results);
     } else {
       log('bench: docs/performance.md left as it is (quick mode or NATCTL_BENCH_DOCS=0)');
     }

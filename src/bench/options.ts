@@ -7,6 +7,7 @@
 //   NATCTL_BENCH_DP_ROUNDS/_DP_SECONDS/_DP_MAX  data-plane rounds (0: no data plane), seconds and
 //                                  connections per point
 //   NATCTL_BENCH_DOCS=0|1          rewrite docs/performance.md (default: yes unless quick)
+//   NATCTL_BENCH_FROM=FILE         measure nothing: print and write the docs from an earlier run's JSON
 //   NATCTL_NATIVE=0|1              transport: 0 spawned nft only, 1 the addon only; unset: both when the addon loads
 // Pure: parsed from an env object so the unit test can drive it.
 import { firstPort } from './configs.js';

@@ -12,6 +12,8 @@ export const endMarker = '<!-- bench:end -->';
 export interface Table {
   header: string[];
   rows: string[][];
+  /** Columns after the first are right-aligned (numbers) unless listed here. */
+  leftAligned?: number[];
 }
 
 const transportLabel = (t: Transport): string => (t === 'addon' ? 'addon' : 'spawned nft');
@@ -98,6 +100,7 @@ export function dataPlaneTable(results: BenchResults): Table & { notes: string[]
   const names = { none: 'no NAT', natctl: "natctl's ruleset", reference: 'map-based reference' } as const;
   const rows = dp.points.map((p) => {
     if (p.note) notes.push(`${names[p.ruleset]}${p.n ? ` at N = ${formatCount(p.n)}` : ''}: ${p.note}`);
+    else if (p.ruleset === 'natctl' && p.setupMs !== undefined) notes.push(`natctl's ruleset at N = ${formatCount(p.n)} was set up by a CLI cold apply that took ${formatMs(p.setupMs)}`);
     return [
       names[p.ruleset],
       p.ruleset === 'none' ? '-' : formatCount(p.n),
@@ -111,19 +114,20 @@ export function dataPlaneTable(results: BenchResults): Table & { notes: string[]
 }
 
 export function targetsTable(results: BenchResults): Table {
-  return { header: ['target', 'measured', 'verdict'], rows: evaluateTargets(results).map((v) => [v.target, v.measured, v.status]) };
+  return { header: ['target', 'measured', 'verdict'], rows: evaluateTargets(results).map((v) => [v.target, v.measured, v.status]), leftAligned: [1, 2] };
 }
 
 export function textTable(table: Table): string {
   const widths = table.header.map((h, i) => Math.max(h.length, ...table.rows.map((r) => (r[i] ?? '').length)));
-  const line = (cells: string[]) => cells.map((c, i) => (i === 0 ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
+  const left = (i: number) => i === 0 || (table.leftAligned ?? []).includes(i);
+  const line = (cells: string[]) => cells.map((c, i) => (left(i) ? c.padEnd(widths[i]!) : c.padStart(widths[i]!))).join('  ').trimEnd();
   return [line(table.header), line(widths.map((w) => '-'.repeat(w))), ...table.rows.map(line)].join('\n');
 }
 
 const escapeCell = (text: string): string => text.replace(/\|/g, '\\|');
 
 export function markdownTable(table: Table): string {
-  const align = table.header.map((_, i) => (i === 0 ? '---' : '---:'));
+  const align = table.header.map((_, i) => (i === 0 || (table.leftAligned ?? []).includes(i) ? '---' : '---:'));
   const line = (cells: string[]) => `| ${cells.map(escapeCell).join(' | ')} |`;
   return [line(table.header), `|${align.join('|')}|`, ...table.rows.map(line)].join('\n');
 }

@@ -44,6 +44,8 @@ export interface DataPlanePoint {
   medianRate?: number;
   medianRatio?: number;
   medianExtraUs?: number;
+  /** How long setting the ruleset up took (natctl: a CLI cold apply into the Sandbox's host). */
+  setupMs?: number;
   /** Why the point has no numbers (setup failed, not DNATing, ...). */
   note?: string;
 }

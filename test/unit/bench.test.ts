@@ -121,13 +121,13 @@ describe('bench targets', () => {
       m('cold', 'cli', 50000, { kind: 'timeout', limitMs: 60000 }),
       m('status', 'cli', 50000, ok(900, 300_000)),
     ]);
-    expect(verdict(r, 'add-remove-flat')).toMatchObject({ status: 'missed', measured: '2.00x, 1.33x the limit 1.50x' });
+    expect(verdict(r, 'add-remove-flat')).toMatchObject({ status: 'missed', measured: '2.00x (20.0 ms / 10.0 ms), 1.33x the limit 1.50x' });
     expect(verdict(r, 'add-remove-spawned')).toMatchObject({ status: 'met', measured: '20.0 ms' });
     expect(verdict(r, 'add-remove-addon')).toMatchObject({ status: 'not measured' });
     expect(verdict(r, 'add-remove-addon').measured).toContain('addon not available');
     expect(verdict(r, 'unchanged-50k').status).toBe('met');
-    expect(verdict(r, 'cold-vs-raw-10k')).toMatchObject({ status: 'missed', measured: '2.00x, 1.54x the limit 1.30x' });
-    expect(verdict(r, 'render-vs-reference-10k')).toMatchObject({ status: 'missed', measured: '2.50x, 1.25x the limit 2.00x' });
+    expect(verdict(r, 'cold-vs-raw-10k')).toMatchObject({ status: 'missed', measured: '2.00x (2.00 s / 1.00 s), 1.54x the limit 1.30x' });
+    expect(verdict(r, 'render-vs-reference-10k')).toMatchObject({ status: 'missed', measured: '2.50x (1.00 s / 400.0 ms), 1.25x the limit 2.00x' });
     expect(verdict(r, 'cold-50k').status).toBe('missed');
     expect(verdict(r, 'cold-50k').measured).toContain('> 60.0 s (timed out)');
     expect(verdict(r, 'status-50k').status).toBe('met');
@@ -145,7 +145,7 @@ describe('bench targets', () => {
   it('judge the data plane on the ratios to no NAT measured in the same run', () => {
     const point = (ruleset: 'none' | 'natctl' | 'reference', n: number, medianRatio: number) => ({ ruleset, n, rates: [], ratios: [medianRatio], extraUs: [], medianRatio });
     const r = results([], { dataPlane: { client: 'python3', cpu: 1, rounds: 1, secondsPerPoint: 1, points: [point('none', 0, 1), point('natctl', 1, 0.8), point('natctl', 50000, 0.2), point('reference', 50000, 0.82)] } });
-    expect(verdict(r, 'dataplane-flat')).toMatchObject({ status: 'missed', measured: '0.25, 0.70 short of 0.95' });
+    expect(verdict(r, 'dataplane-flat')).toMatchObject({ status: 'missed', measured: '0.25 (0.20 / 0.80), 0.70 short of 0.95' });
     expect(verdict(r, 'dataplane-vs-nonat')).toMatchObject({ status: 'missed', measured: '0.20, 0.60 short of 0.80' });
     const flat = results([], { dataPlane: { client: 'python3', cpu: 1, rounds: 1, secondsPerPoint: 1, points: [point('natctl', 1, 0.84), point('natctl', 50000, 0.82)] } });
     expect(verdict(flat, 'dataplane-flat').status).toBe('met');
