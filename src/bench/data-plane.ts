@@ -72,71 +72,81 @@ export async function measureDataPlane(run: DataPlaneRun): Promise<DataPlaneResu
     return outcome.kind === 'ok' ? parseClientReport(outcome.stdout) : undefined;
   };
 
+  /** Creates the sandbox, starts the rate server, loads the ruleset and checks it really NATs. */
+  const prepare = async (setup: Setup): Promise<void> => {
+    const { point, sandbox } = setup;
+    await sandbox.create();
+    const server = startChild('ip', ['netns', 'exec', sandbox.c1, ...pin, 'python3', '-c', serverScript, String(workload.ratePort)]);
+    servers.push(server);
+    const ready = await new Promise<boolean>((resolve) => {
+      const timer = setTimeout(() => resolve(false), 10_000);
+      server.stdout?.on('data', (chunk: Buffer) => {
+        if (chunk.toString().includes('ready')) {
+          clearTimeout(timer);
+          resolve(true);
+        }
+      });
+    });
+    if (!ready) {
+      point.note = 'the rate server did not start';
+      return;
+    }
+    run.log(`  data plane: setting up ${point.ruleset}${point.n ? ` N=${point.n}` : ''} in ${sandbox.host}`);
+    if (point.ruleset === 'none') {
+      // No NAT: the client reaches the workload's own address through the host namespace.
+      await sandbox.ip(sandbox.ext, ['route', 'add', '198.18.0.0/24', 'via', addr.hostUp]);
+      setup.host = workload.address;
+      setup.port = workload.ratePort;
+    } else if (point.ruleset === 'natctl') {
+      const file = join(run.workDir, `dp-config-${point.n}.json`);
+      await writeFile(file, JSON.stringify(benchConfig(point.n)));
+      const applied = await runTimed(process.execPath, [cliScript, '--netns', sandbox.host, '--state-dir', sandbox.stateDir, 'apply', '-f', file], { timeoutMs: setupLimitMs, env: transportEnv(options.transports[0]!) });
+      if (applied.kind !== 'ok') {
+        point.note = `natctl apply ${applied.kind === 'timeout' ? `timed out (> ${setupLimitMs / 1000} s)` : `failed: ${applied.message}`}`;
+        return;
+      }
+      point.setupMs = Math.round(applied.ms);
+      run.log(`  data plane: natctl apply of ${point.n} mapping(s) took ${formatMs(applied.ms)}`);
+    } else {
+      const file = join(run.workDir, `dp-reference-${point.n}.nft`);
+      await writeFile(file, referenceRuleset(point.n));
+      const loaded = await runTimed('ip', ['netns', 'exec', sandbox.host, 'nft', '-f', file], { timeoutMs: setupLimitMs });
+      if (loaded.kind !== 'ok') {
+        point.note = `nft -f of the reference ${loaded.kind === 'timeout' ? 'timed out' : `failed: ${loaded.kind === 'failed' ? loaded.message : ''}`}`;
+        return;
+      }
+    }
+    // Before its numbers count: the client gets through, and for NAT the kernel shows the flow translated to the workload.
+    const probe = await client(setup, 0.3);
+    if (!probe || probe.ok === 0 || probe.errors > 0) {
+      point.note = `not verified: ${probe ? `${probe.ok} connections, ${probe.errors} errors` : 'the client failed'}`;
+      return;
+    }
+    if (point.ruleset !== 'none') {
+      const flows = await runTimed('ip', ['netns', 'exec', sandbox.host, 'conntrack', '-L', '-p', 'tcp', '--dport', String(setup.port)], { timeoutMs: 30_000 });
+      const translated = flows.kind === 'ok' && flows.stdout.split('\n').some((line) => line.includes(`src=${workload.address} dst=${addr.ext} sport=${workload.ratePort}`));
+      if (!translated) {
+        point.note = `not verified: conntrack shows no flow to port ${setup.port} translated to ${workload.address}:${workload.ratePort}`;
+        return;
+      }
+    }
+    setup.usable = true;
+  };
+
   try {
     const setups: Setup[] = [];
     for (const kind of kinds) {
       const sandbox = new Sandbox(`b${kind.ruleset[0]}${kind.n}`.slice(0, 8));
       run.sandboxes.push(sandbox);
-      await sandbox.create();
       const point: DataPlanePoint = { ruleset: kind.ruleset, n: kind.n, rates: [], ratios: [], extraUs: [] };
       result.points.push(point);
       const setup: Setup = { point, sandbox, host: addr.hostUp, port: ratePort(Math.max(kind.n, 1)), usable: false };
       setups.push(setup);
-      const server = startChild('ip', ['netns', 'exec', sandbox.c1, ...pin, 'python3', '-c', serverScript, String(workload.ratePort)]);
-      servers.push(server);
-      const ready = await new Promise<boolean>((resolve) => {
-        const timer = setTimeout(() => resolve(false), 10_000);
-        server.stdout?.on('data', (chunk: Buffer) => {
-          if (chunk.toString().includes('ready')) {
-            clearTimeout(timer);
-            resolve(true);
-          }
-        });
-      });
-      if (!ready) {
-        point.note = 'the rate server did not start';
-        continue;
+      try {
+        await prepare(setup);
+      } catch (error) {
+        point.note = `setup failed: ${(error as Error).message.split('\n')[0]}`;
       }
-      run.log(`  data plane: setting up ${kind.ruleset}${kind.n ? ` N=${kind.n}` : ''} in ${sandbox.host}`);
-      if (kind.ruleset === 'none') {
-        // No NAT: the client reaches the workload's own address through the host namespace.
-        await sandbox.ip(sandbox.ext, ['route', 'add', '198.18.0.0/24', 'via', addr.hostUp]);
-        setup.host = workload.address;
-        setup.port = workload.ratePort;
-      } else if (kind.ruleset === 'natctl') {
-        const file = join(run.workDir, `dp-config-${kind.n}.json`);
-        await writeFile(file, JSON.stringify(benchConfig(kind.n)));
-        const applied = await runTimed(process.execPath, [cliScript, '--netns', sandbox.host, '--state-dir', sandbox.stateDir, 'apply', '-f', file], { timeoutMs: setupLimitMs, env: transportEnv(options.transports[0]!) });
-        if (applied.kind !== 'ok') {
-          point.note = `natctl apply ${applied.kind === 'timeout' ? `timed out (> ${setupLimitMs / 1000} s)` : `failed: ${applied.message}`}`;
-          continue;
-        }
-        point.setupMs = Math.round(applied.ms);
-        run.log(`  data plane: natctl apply of ${kind.n} mapping(s) took ${formatMs(applied.ms)}`);
-      } else {
-        const file = join(run.workDir, `dp-reference-${kind.n}.nft`);
-        await writeFile(file, referenceRuleset(kind.n));
-        const loaded = await runTimed('ip', ['netns', 'exec', sandbox.host, 'nft', '-f', file], { timeoutMs: setupLimitMs });
-        if (loaded.kind !== 'ok') {
-          point.note = `nft -f of the reference ${loaded.kind === 'timeout' ? 'timed out' : `failed: ${loaded.kind === 'failed' ? loaded.message : ''}`}`;
-          continue;
-        }
-      }
-      // Before its numbers count: the client gets through, and for NAT the kernel shows the flow translated to the workload.
-      const probe = await client(setup, 0.3);
-      if (!probe || probe.ok === 0 || probe.errors > 0) {
-        point.note = `not verified: ${probe ? `${probe.ok} connections, ${probe.errors} errors` : 'the client failed'}`;
-        continue;
-      }
-      if (kind.ruleset !== 'none') {
-        const flows = await runTimed('ip', ['netns', 'exec', sandbox.host, 'conntrack', '-L', '-p', 'tcp', '--dport', String(setup.port)], { timeoutMs: 30_000 });
-        const translated = flows.kind === 'ok' && flows.stdout.split('\n').some((line) => line.includes(`src=${workload.address} dst=${addr.ext} sport=${workload.ratePort}`));
-        if (!translated) {
-          point.note = `not verified: conntrack shows no flow to port ${setup.port} translated to ${workload.address}:${workload.ratePort}`;
-          continue;
-        }
-      }
-      setup.usable = true;
     }
 
     const baseline = setups.find((s) => s.point.ruleset === 'none');

@@ -18,7 +18,7 @@ import { describeMachine } from './machine.js';
 import { BenchOptionError, parseOptions } from './options.js';
 import { killAll } from './proc.js';
 import { markdownSection, replaceSection, textReport } from './report.js';
-import type { BenchResults } from './results.js';
+import type { BenchResults, DataPlaneResult } from './results.js';
 
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '../..');
 const log = (line: string): void => void process.stderr.write(`${line}\n`);
@@ -94,7 +94,9 @@ async function main(): Promise<number> {
       await control.measureSize(n);
     }
     log('bench: data plane');
-    const dataPlane = await measureDataPlane({ options, maxN: options.sizes[options.sizes.length - 1]!, workDir, sandboxes, log });
+    const dataPlane = await measureDataPlane({ options, maxN: options.sizes[options.sizes.length - 1]!, workDir, sandboxes, log }).catch(
+      (error: unknown): DataPlaneResult => ({ client: '', cpu: 0, rounds: 0, secondsPerPoint: 0, points: [], note: `not measured: ${(error as Error).message.split('\n')[0]}` }),
+    );
     const results: BenchResults = {
       machine,
       settings: { sizes: options.sizes, rounds: options.rounds, quick: options.quick, opTimeoutMs: options.opTimeoutMs, budgetMs: options.budgetMs, transports: options.transports },
