@@ -11,6 +11,8 @@ fi
 
 export DEBIAN_FRONTEND=noninteractive
 packages=(nftables iptables iproute2 conntrack curl procps kmod ca-certificates)
+# The in-process nftables addon (native/): libnftables' headers and a C++ toolchain for node-gyp.
+packages+=(libnftables-dev g++ make python3)
 command -v node >/dev/null 2>&1 || packages+=(nodejs)
 command -v npm >/dev/null 2>&1 || packages+=(npm)
 missing=()
@@ -31,6 +33,7 @@ fi
 # natctl's kernel features; modules are built in on some kernels, so a failed modprobe is not fatal.
 for m in nf_tables nft_nat nft_fib_inet nft_ct nft_masq nft_numgen br_netfilter; do modprobe -q "$m" 2>/dev/null || true; done
 
+# npm ci builds the addon (package.json "install"); a failed build falls back to spawning nft.
 npm ci --no-audit --no-fund --loglevel=error
 npm run build --silent
-echo "setup: done ($(nft --version), node $(node --version))"
+echo "setup: done ($(nft --version), node $(node --version), $(node -e 'import("./dist/backends/nft/transport.js").then((m) => console.log(m.describeNftTransport()))'))"

@@ -10,6 +10,8 @@ export { documentToText } from './backends/nft/text.js';
 export type { NftDocument } from './backends/nft/json.js';
 export type { Backend, BackendName, LiveState, MappingCounters, Ruleset } from './backends/backend.js';
 export { NftBackend } from './backends/nft/backend.js';
+export { describeNftTransport, type NftTransport, type NftResult } from './backends/nft/transport.js';
+export { nativeBindingStatus, type NativeBindingStatus } from './backends/native.js';
 export { FakeBackend } from './backends/fake.js';
 export { Controller, type ControllerOptions, type ApplyResult, type StatusReport, type MappingStatus, type Drift } from './engine/controller.js';
 export type { Plan, Change } from './engine/plan.js';

@@ -11,6 +11,8 @@ import { buildModel } from '../model/build.js';
 import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
 import type { NftDocument } from '../backends/nft/json.js';
 import { renderNftDocument } from '../backends/nft/render.js';
+import { registerWatch } from './watch.js';
+import { describeNftTransport } from '../backends/nft/transport.js';
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -21,6 +23,7 @@ interface GlobalOptions {
   json?: boolean;
   lockTimeout?: number;
   backend?: 'auto' | 'nft' | 'iptables-legacy';
+  verbose?: boolean;
 }
 
 const version = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
@@ -35,6 +38,8 @@ function controllerOptions(options: GlobalOptions): ControllerOptions {
   const out: ControllerOptions = {};
   // Progress goes to stderr, only for a person at a terminal; --json output stays clean.
   if (process.stderr.isTTY && !options.json) out.onProgress = (phase) => void process.stderr.write(`natctl: ${phase}...\n`);
+  // --verbose says how batches reach the kernel, including a fallback that is quiet otherwise.
+  if (options.verbose && options.backend !== 'iptables-legacy') process.stderr.write(`natctl: ${describeNftTransport(options.netns !== undefined ? { netns: options.netns } : {})}\n`);
   if (options.netns !== undefined) out.netns = options.netns;
   if (options.stateDir !== undefined) out.stateDir = options.stateDir;
   if (options.lockTimeout !== undefined) out.lockTimeoutMs = options.lockTimeout * 1000;
@@ -57,6 +62,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .option('--state-dir <dir>', 'where generations are kept (env NATCTL_STATE_DIR; default /var/lib/natctl)')
     .option('--json', 'machine-readable output')
     .option('--lock-timeout <seconds>', 'how long to wait for another apply (default 30)', seconds)
+    .option('--verbose', 'say how natctl reaches the kernel (in-process libnftables or the nft binary) on stderr')
     .showHelpAfterError()
     .exitOverride();
 
@@ -64,7 +70,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('apply')
     .description('apply a config: diff, load atomically, verify, roll back on failure')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--dry-run', 'show what would change; touch nothing')
     .addOption(backendOption())
     .option('--json', 'machine-readable output')
@@ -79,7 +85,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('plan')
     .description('what apply would add, change and remove, mapping by mapping')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .option('--json', 'machine-readable output')
     .action(async (options: { file: string }, command: Command) => {
       const opts = globals(command);
@@ -92,7 +98,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('render')
     .description('print the ruleset a config compiles to (no kernel access, no root)')
-    .requiredOption('-f, --file <file>', 'config file (YAML or JSON)')
+    .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
     .action(async (options: { file: string; format: string }) => {
       const model = buildModel(await loadConfigFile(options.file));
@@ -152,7 +158,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
 
   program.command('doctor')
     .description('check the host: nft, kernel support, forwarding, bridges, hairpin, other firewalls, port clashes')
-    .option('-f, --file <file>', 'check against this config (default: the last applied one)')
+    .option('-f, --file <file>', 'check against this config file or directory (default: the last applied one)')
     .option('--json', 'machine-readable output')
     .action(async (options: { file?: string }, command: Command) => {
       const opts = globals(command);
@@ -168,6 +174,7 @@ export function buildProgram(setExit: (code: number) => void): Command {
     .description("print the config's JSON Schema")
     .action(() => printJson(configJsonSchema()));
 
+  registerWatch(program);
   return program;
 }
 

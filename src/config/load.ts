@@ -7,6 +7,7 @@ import { ConfigError, type ConfigProblem } from '../errors.js';
 import { buildModel } from '../model/build.js';
 import type { Model } from '../model/model.js';
 import { type Config, configSchema } from './schema.js';
+import { loadConfigDirectory } from './fragments.js';
 
 /** Larger than any sane config (10,000 mappings is ~1 MiB of YAML); refuses accidents early. */
 export const maxConfigBytes = 16 * 1024 * 1024;
@@ -97,6 +98,7 @@ export async function loadConfigFile(file: string): Promise<Config> {
   let size: number;
   try {
     const info = await stat(file);
+    if (info.isDirectory()) return await loadConfigDirectory(file); // a drop-in directory: src/config/fragments.ts
     if (!info.isFile()) throw ConfigError.at('', `${file} is not a regular file`);
     size = info.size;
   } catch (error) {

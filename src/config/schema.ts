@@ -54,7 +54,9 @@ export const networkSchema = z.strictObject({
   subnets: z.array(cidr).min(1, 'must list at least one subnet').describe('IPv4 and/or IPv6 subnets of the workloads'),
   masquerade: z.boolean().optional().describe('masquerade traffic from the subnets leaving through another interface (default true)'),
   snat: snatTarget.optional().describe('SNAT to a fixed address or range instead of masquerade'),
-  hairpin: z.boolean().optional().describe('let workloads reach published ports through the host address (default true)'),
+  hairpin: z.boolean().optional().describe('let workloads reach published ports through the host address (default true); false also turns hairpin mode off on the bridge ports'),
+  gatewayMode: z.enum(['nat', 'nat-unprotected', 'routed'], { error: 'must be one of nat, nat-unprotected, routed' }).optional()
+    .describe('Docker 28\'s bridge gateway mode: nat (default; only published ports reach the workloads), nat-unprotected (direct routed access open), routed (no egress NAT; direct routed access to published target ports only)'),
 });
 
 export const mappingSchema = z.strictObject({

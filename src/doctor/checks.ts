@@ -5,7 +5,8 @@ import { withTempFile } from '../backends/tempfile.js';
 import { cidrContains, cidrText } from '../config/addr.js';
 import { formatPortRange, rangesOverlap } from '../config/ports.js';
 import type { Model } from '../model/model.js';
-import { nativeBindingStatus } from '../backends/native.js';
+import { displayAddonPath, loadNativeBinding, nativeBindingStatus } from '../backends/native.js';
+import { NativeNftTransport } from '../backends/nft/transport-native.js';
 import { type HostNetwork, openHostNetwork } from '../host/network.js';
 import { tableName } from '../backends/nft/render.js';
 
@@ -121,6 +122,9 @@ async function interfaces(ctx: DoctorContext, host: HostNetwork): Promise<CheckR
       const off = ports.filter((p) => p.hairpin !== true).map((p) => p.name);
       if (off.length) out.push(result(`hairpin ${network.name}`, 'warn', `hairpin mode is off on ${off.join(', ')}: those workloads cannot reach their own published ports through the host address`, `natctl apply turns it on; or: bridge link set dev ${off[0]} hairpin on`));
       else if (ports.length) out.push(result(`hairpin ${network.name}`, 'pass', `hairpin mode is on for all ${ports.length} port(s)`));
+    } else {
+      const on = links.filter((l) => l.master === network.name && l.hairpin === true).map((p) => p.name);
+      if (on.length) out.push(result(`hairpin ${network.name}`, 'warn', `hairpin mode is on on ${on.join(', ')} although the network says hairpin: false`, `natctl apply turns it off; or: bridge link set dev ${on[0]} hairpin off`));
     }
   }
   return out;
@@ -206,9 +210,25 @@ async function foreignDnat(ctx: DoctorContext, ruleset: Awaited<ReturnType<typeo
   return out;
 }
 
-function native(): CheckResult {
+/** The in-process nftables path (docs/performance.md): loaded, and working in this namespace? */
+async function native(ctx: DoctorContext): Promise<CheckResult> {
   const status = nativeBindingStatus();
-  return result('native binding', 'info', status.loaded ? 'in-process libnftables binding loaded' : `not loaded (${status.reason}); natctl runs the nft binary`);
+  const binding = loadNativeBinding();
+  if (!status.loaded || !binding) {
+    if (status.loaded || status.disabled) return result('native binding', 'info', 'disabled by NATCTL_NATIVE=0; natctl spawns the nft binary');
+    return result('native binding', 'warn', `the in-process libnftables addon is not loaded (${status.reason}); natctl spawns the nft binary instead, which costs a process per call`,
+      'apt-get install libnftables-dev, then rebuild the addon: npm rebuild natctl (in a checkout: npm run build:native)');
+  }
+  const where = `${displayAddonPath(status.path)}, libnftables ${status.version}`;
+  if (process.env.NATCTL_NFT !== undefined) return result('native binding', 'info', `loaded (${where}), but NATCTL_NFT is set, so natctl spawns ${process.env.NATCTL_NFT}`);
+  if (isRoot()) {
+    // One harmless listing through the addon, in the namespace natctl acts in (a thread enters it).
+    const probe = await new NativeNftTransport(binding, ctx.runner.netns).list(['tables']).catch((error: Error) => ({ exitCode: 1, stderr: error.message }));
+    if (probe.exitCode !== 0) {
+      return result('native binding', 'warn', `loaded (${where}) but it cannot reach nf_tables: ${probe.stderr.trim().split('\n')[0] ?? ''}`, 'run natctl doctor as root; check the kernel check above');
+    }
+  }
+  return result('native binding', 'pass', `in-process libnftables addon loaded (${where}); natctl's batches run in process${ctx.runner.netns ? ` in netns ${ctx.runner.netns}` : ''}`);
 }
 
 export async function runDoctor(ctx: DoctorContext): Promise<CheckResult[]> {
@@ -220,6 +240,6 @@ export async function runDoctor(ctx: DoctorContext): Promise<CheckResult[]> {
     host.close();
   }
   const ruleset = await listRuleset(ctx);
-  results.push(...(await forwardDrops(ctx, ruleset)), ...(await foreignDnat(ctx, ruleset)), native());
+  results.push(...(await forwardDrops(ctx, ruleset)), ...(await foreignDnat(ctx, ruleset)), await native(ctx));
   return results;
 }

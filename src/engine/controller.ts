@@ -171,7 +171,7 @@ export class Controller {
    */
   private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
     if (this.backend.name === 'fake') return [];
-    return [...(await prepareHost(this.runner, after)), ...(await clearStaleFlows(this.runner, before, after))];
+    return [...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
   }
 
   private progress(phase: string): void {

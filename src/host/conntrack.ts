@@ -1,67 +1,160 @@
-// A UDP (or SCTP) client that keeps sending keeps its conntrack entry, and with it the DNAT
-// target chosen by its first packet: after a mapping moves or disappears, such a flow would
-// go on reaching the old target for as long as it stays busy. natctl deletes those entries
-// (as kube-proxy does), matched narrowly: the host port the client dialled and the old
-// target as the reply source, so no unrelated flow is touched. TCP is left alone: its
-// connections end by themselves and new ones follow the new ruleset.
+// A UDP (or SCTP) client that keeps sending keeps its conntrack entry, and with it the
+// destination chosen by its first packet. So natctl deletes such entries after an apply
+// (as kube-proxy, Docker and the CNI hostport plugin do), matched narrowly:
+//   - a mapping that moved or went away: the host port the client dialled and the old target
+//     as the reply source, so the next datagram follows the new ruleset;
+//   - a mapping that was added (or changed): flows whose original destination is the new host
+//     port on a local address (the host IP, or every non-loopback local address of the family
+//     for a wildcard), so a client already talking to the host's own service on that port
+//     reaches the workload from its next datagram on.
+// No unrelated flow is touched (a flow to a remote server's port 53 has a remote original
+// destination). TCP is left alone: its connections end by themselves and new ones follow the
+// new ruleset.
+//
+// The table is listed once per family and protocol (`conntrack -L`), matched here, and only
+// the matching flows are deleted one by one: a port range costs no more than a single port.
 import type { Runner } from '../backends/exec.js';
+import { canonicalIp, isLoopback } from '../config/addr.js';
+import type { PortRange } from '../config/ports.js';
 import { diffModels } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
+import { openHostNetwork } from './network.js';
 
-/** More ports than this in one mapping are not walked one by one. */
-const maxPortsPerMapping = 1024;
+type DatagramProto = 'udp' | 'sctp';
 
 export interface StaleFlowFilter {
   family: 4 | 6;
-  proto: 'udp' | 'sctp';
-  port: number;
-  hostIp?: string;
-  replySource: string;
+  proto: DatagramProto;
+  /** The original destination port (the host port the client dialled). */
+  ports: PortRange;
+  /** Original destination addresses, any of them (undefined: any address). */
+  hostIps?: string[];
+  /** The reply source, i.e. the DNAT target the flow went to. */
+  replySource?: string;
 }
 
-export function staleFlowFilters(before: Model | undefined, after: Model): { filters: StaleFlowFilter[]; skipped: string[] } {
+export interface LocalAddress {
+  family: 4 | 6;
+  address: string;
+}
+
+/** One conntrack entry: its original tuple and the source of its reply tuple. */
+export interface Flow {
+  family: 4 | 6;
+  proto: DatagramProto;
+  src: string;
+  dst: string;
+  sport: number;
+  dport: number;
+  replySrc: string;
+}
+
+const datagram = (m: Mapping): m is Mapping & { proto: DatagramProto } => m.proto === 'udp' || m.proto === 'sctp';
+
+/**
+ * The flows to clear between two models. `local`: the host's addresses, for mappings added
+ * without a host IP (not needed, and may be empty, when no such mapping was added).
+ */
+export function staleFlowFilters(before: Model | undefined, after: Model, local: LocalAddress[] = []): StaleFlowFilter[] {
   const filters: StaleFlowFilter[] = [];
-  const skipped: string[] = [];
+  const changes = diffModels(before, after).changes.filter((c) => c.kind === 'mapping');
   // Mappings that changed or went away: exactly what a plan calls ~ and -.
-  const gone = diffModels(before, after).changes.flatMap((c) => (c.kind === 'mapping' && c.op !== 'add' ? [c.before as Mapping] : []));
-  for (const mapping of gone) {
-    if (mapping.proto !== 'udp' && mapping.proto !== 'sctp') continue;
-    const count = mapping.hostPorts.to - mapping.hostPorts.from + 1;
-    if (count > maxPortsPerMapping) {
-      skipped.push(mapping.name);
-      continue;
-    }
-    for (let port = mapping.hostPorts.from; port <= mapping.hostPorts.to; port++) {
-      for (const target of mapping.targets) {
-        const filter: StaleFlowFilter = { family: mapping.family, proto: mapping.proto, port, replySource: target.addr };
-        if (mapping.hostIp !== undefined) filter.hostIp = mapping.hostIp;
-        filters.push(filter);
-      }
+  for (const mapping of changes.flatMap((c) => (c.op !== 'add' ? [c.before as Mapping] : []))) {
+    if (!datagram(mapping)) continue;
+    for (const target of mapping.targets) {
+      const filter: StaleFlowFilter = { family: mapping.family, proto: mapping.proto, ports: mapping.hostPorts, replySource: target.addr };
+      if (mapping.hostIp !== undefined) filter.hostIps = [mapping.hostIp];
+      filters.push(filter);
     }
   }
-  return { filters, skipped };
+  // Mappings that were added or changed (+ and ~): flows to the host port that the new DNAT
+  // would now catch. A wildcard mapping never captures loopback (docs/ruleset.md).
+  for (const mapping of changes.flatMap((c) => (c.op !== 'remove' ? [c.after as Mapping] : []))) {
+    if (!datagram(mapping)) continue;
+    const hostIps = mapping.hostIp !== undefined
+      ? [mapping.hostIp]
+      : [...new Set(local.filter((a) => a.family === mapping.family && !isLoopback(a.address)).map((a) => canonicalIp(a.address) ?? a.address))];
+    if (hostIps.length) filters.push({ family: mapping.family, proto: mapping.proto, ports: mapping.hostPorts, hostIps });
+  }
+  return filters;
 }
 
-export function conntrackArgs(filter: StaleFlowFilter): string[] {
-  const args = ['-D', '-f', filter.family === 4 ? 'ipv4' : 'ipv6', '-p', filter.proto, '--orig-port-dst', String(filter.port), '--reply-src', filter.replySource];
-  if (filter.hostIp !== undefined) args.push('--orig-dst', filter.hostIp);
-  return args;
+/** Parses `conntrack -L` output: the first src/dst/sport/dport are the original tuple, the second src the reply's. */
+export function parseFlows(text: string, family: 4 | 6, proto: DatagramProto): Flow[] {
+  const flows: Flow[] = [];
+  for (const line of text.split('\n')) {
+    const values = (key: string): string[] => [...line.matchAll(new RegExp(`(?:^|\\s)${key}=(\\S+)`, 'g'))].map((m) => m[1] ?? '');
+    const [src, replySrc] = values('src');
+    const [dst] = values('dst');
+    const [sport] = values('sport');
+    const [dport] = values('dport');
+    if (!src || !dst || !replySrc || !sport || !dport) continue;
+    flows.push({ family, proto, src: canonicalIp(src) ?? src, dst: canonicalIp(dst) ?? dst, sport: Number(sport), dport: Number(dport), replySrc: canonicalIp(replySrc) ?? replySrc });
+  }
+  return flows;
 }
 
-/** Deletes stale flows of mappings that changed or went away; returns warnings, never throws. */
+export function flowMatches(flow: Flow, filter: StaleFlowFilter): boolean {
+  return flow.family === filter.family && flow.proto === filter.proto
+    && flow.dport >= filter.ports.from && flow.dport <= filter.ports.to
+    && (filter.hostIps === undefined || filter.hostIps.includes(flow.dst))
+    && (filter.replySource === undefined || filter.replySource === flow.replySrc);
+}
+
+const familyArg = (family: 4 | 6): string => (family === 4 ? 'ipv4' : 'ipv6');
+
+export function listArgs(family: 4 | 6, proto: DatagramProto): string[] {
+  return ['-L', '-f', familyArg(family), '-p', proto];
+}
+
+/** Deletes exactly one flow, by its original tuple. */
+export function deleteArgs(flow: Flow): string[] {
+  return ['-D', '-f', familyArg(flow.family), '-p', flow.proto, '--orig-src', flow.src, '--orig-dst', flow.dst, '--orig-port-src', String(flow.sport), '--orig-port-dst', String(flow.dport)];
+}
+
+/** The host's addresses, read only when an added datagram mapping has no host IP. */
+async function localAddresses(runner: Runner, before: Model | undefined, after: Model): Promise<LocalAddress[]> {
+  const needed = diffModels(before, after).changes.some((c) => c.kind === 'mapping' && c.op !== 'remove' && datagram(c.after as Mapping) && (c.after as Mapping).hostIp === undefined);
+  if (!needed) return [];
+  const host = await openHostNetwork(runner);
+  try {
+    return (await host.addresses()).map((a) => ({ family: a.family, address: a.address }));
+  } finally {
+    host.close();
+  }
+}
+
+/** Deletes flows that an apply redirects (see the top of this file); returns warnings, never throws. */
 export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model): Promise<string[]> {
-  const { filters, skipped } = staleFlowFilters(before, after);
-  const warnings = skipped.map((name) => `mapping ${name}: more than ${maxPortsPerMapping} ports; its existing UDP/SCTP flows were not cleared (they expire on their own)`);
-  for (const filter of filters) {
+  let local: LocalAddress[] = [];
+  try {
+    local = await localAddresses(runner, before, after);
+  } catch (error) {
+    return [`the host's addresses could not be read (${(error as Error).message}); existing UDP/SCTP flows to new mappings were not cleared`];
+  }
+  const filters = staleFlowFilters(before, after, local);
+  const warnings: string[] = [];
+  const kinds = [...new Set(filters.map((f) => `${f.family} ${f.proto}`))];
+  for (const kind of kinds) {
+    const [familyText, proto] = kind.split(' ') as [string, DatagramProto];
+    const family = Number(familyText) as 4 | 6;
     try {
-      // Exit 1 with "0 flow entries have been deleted" is the common, fine case.
-      const result = await runner.run('conntrack', conntrackArgs(filter));
-      if (result.exitCode !== 0 && !/0 flow entries/.test(result.stderr)) {
-        warnings.push(`clearing stale ${filter.proto} flows to port ${filter.port} failed: ${result.stderr.trim()}`);
-        break;
+      const listed = await runner.run('conntrack', listArgs(family, proto));
+      if (listed.exitCode !== 0) {
+        warnings.push(`listing ${proto} flows failed (${listed.stderr.trim()}); flows redirected by this apply were not cleared`);
+        continue;
+      }
+      const ours = filters.filter((f) => f.family === family && f.proto === proto);
+      for (const flow of parseFlows(listed.stdout, family, proto).filter((f) => ours.some((filter) => flowMatches(f, filter)))) {
+        // Exit 1 with "0 flow entries" means the flow ended meanwhile: fine.
+        const result = await runner.run('conntrack', deleteArgs(flow));
+        if (result.exitCode !== 0 && !/0 flow entries/.test(result.stderr)) {
+          warnings.push(`clearing a ${proto} flow to port ${flow.dport} failed: ${result.stderr.trim()}`);
+          break;
+        }
       }
     } catch (error) {
-      warnings.push(`stale ${filter.proto} flows of changed mappings were not cleared (${(error as Error).message}); install conntrack (apt-get install conntrack)`);
+      warnings.push(`${proto} flows redirected by this apply were not cleared (${(error as Error).message}); install conntrack (apt-get install conntrack)`);
       break;
     }
   }

@@ -8,11 +8,11 @@ async function main(): Promise<void> {
   try {
     if (op === 'links') process.stdout.write(JSON.stringify(await host.links()));
     else if (op === 'addresses') process.stdout.write(JSON.stringify(await host.addresses()));
-    else if (op === 'hairpin' && arg && /^\d+:/.test(arg)) {
+    else if ((op === 'hairpin' || op === 'hairpin-off') && arg && /^\d+:/.test(arg)) {
       const separator = arg.indexOf(':');
-      await host.setHairpin({ index: Number(arg.slice(0, separator)), name: arg.slice(separator + 1) });
+      await host.setHairpin({ index: Number(arg.slice(0, separator)), name: arg.slice(separator + 1) }, op === 'hairpin');
       process.stdout.write('null');
-    } else throw new Error(`usage: netlink-worker links | addresses | hairpin INDEX:NAME`);
+    } else throw new Error(`usage: netlink-worker links | addresses | hairpin INDEX:NAME | hairpin-off INDEX:NAME`);
   } finally {
     host.close();
   }

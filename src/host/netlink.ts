@@ -27,8 +27,8 @@ function bytesToIp(bytes: Buffer, family: Family): string {
   return bigToIp(BigInt(`0x${bytes.toString('hex')}`), family);
 }
 
-/** The nested IFLA_PROTINFO { IFLA_BRPORT_MODE = 1 } message for one bridge port. */
-export function hairpinMessage(index: number): Buffer {
+/** The nested IFLA_PROTINFO { IFLA_BRPORT_MODE = 1 (or 0) } message for one bridge port. */
+export function hairpinMessage(index: number, on = true): Buffer {
   const message = Buffer.alloc(16 + 12);
   message.writeUInt8(AF_BRIDGE, 0); // struct ifinfomsg: family, pad, type, index, flags, change
   message.writeInt32LE(index, 4);
@@ -36,7 +36,7 @@ export function hairpinMessage(index: number): Buffer {
   message.writeUInt16LE(IFLA_PROTINFO | NLA_F_NESTED, 18);
   message.writeUInt16LE(5, 20); // nested nlattr IFLA_BRPORT_MODE, u8, padded to 8
   message.writeUInt16LE(IFLA_BRPORT_MODE, 22);
-  message.writeUInt8(1, 24);
+  message.writeUInt8(on ? 1 : 0, 24);
   return message;
 }
 
@@ -70,8 +70,8 @@ export function netlinkHost(): HostNetwork {
         return [{ link: names.get(a.data.index) ?? '', family, address: bytesToIp(bytes, family), prefix: a.data.prefixlen }];
       });
     },
-    async setHairpin(port: PortRef): Promise<void> {
-      await rt.request(RTM_SETLINK, hairpinMessage(port.index));
+    async setHairpin(port: PortRef, on = true): Promise<void> {
+      await rt.request(RTM_SETLINK, hairpinMessage(port.index, on));
     },
     close: () => rt.socket.close(),
   };

@@ -33,8 +33,8 @@ export interface HostNetwork {
   readonly via: 'netlink' | 'netlink-worker' | 'ip';
   links(): Promise<LinkInfo[]>;
   addresses(): Promise<AddressInfo[]>;
-  /** Turns hairpin mode on for a bridge port, as returned by links(). */
-  setHairpin(port: PortRef): Promise<void>;
+  /** Turns hairpin mode on (default) or off for a bridge port, as returned by links(). */
+  setHairpin(port: PortRef, on?: boolean): Promise<void>;
   close(): void;
 }
 
@@ -53,7 +53,7 @@ function workerHost(runner: Runner): HostNetwork {
     via: 'netlink-worker',
     links: () => call<LinkInfo[]>('links'),
     addresses: () => call<AddressInfo[]>('addresses'),
-    setHairpin: async (port) => void (await call('hairpin', `${port.index}:${port.name}`)),
+    setHairpin: async (port, on = true) => void (await call(on ? 'hairpin' : 'hairpin-off', `${port.index}:${port.name}`)),
     close: () => undefined,
   };
 }
@@ -87,9 +87,10 @@ export function ipHost(runner: Runner): HostNetwork {
       const links = await json<IpAddr[]>('ip', ['-j', 'addr', 'show']);
       return links.flatMap((l) => l.addr_info.map((a) => ({ link: l.ifname, family: (a.family === 'inet6' ? 6 : 4) as Family, address: a.local, prefix: a.prefixlen })));
     },
-    async setHairpin(port) {
-      const result = await runner.run('bridge', ['link', 'set', 'dev', port.name, 'hairpin', 'on']);
-      if (result.exitCode !== 0) throw new Error(`bridge link set dev ${port.name} hairpin on: ${result.stderr.trim()}`);
+    async setHairpin(port, on = true) {
+      const mode = on ? 'on' : 'off';
+      const result = await runner.run('bridge', ['link', 'set', 'dev', port.name, 'hairpin', mode]);
+      if (result.exitCode !== 0) throw new Error(`bridge link set dev ${port.name} hairpin ${mode}: ${result.stderr.trim()}`);
     },
     close: () => undefined,
   };
@@ -113,7 +114,7 @@ function withFallback(primary: HostNetwork, fallback: HostNetwork): HostNetwork 
     },
     links: () => attempt((h) => h.links()),
     addresses: () => attempt((h) => h.addresses()),
-    setHairpin: (port) => attempt((h) => h.setHairpin(port)),
+    setHairpin: (port, on) => attempt((h) => h.setHairpin(port, on)),
     close: () => current.close(),
   };
 }

@@ -44,8 +44,19 @@ function buildNetwork(config: NetworkConfig, path: string, problems: Problems): 
         : { kind: 'snat', to };
     }
   }
-  return { name: config.name, subnets, egress, hairpin: config.hairpin !== false };
+  const gatewayMode = config.gatewayMode ?? 'nat';
+  if (gatewayMode === 'routed') {
+    // Docker's routed mode: workloads keep their own addresses on the way out.
+    if (config.masquerade === true) problems.add(`${path}.masquerade`, 'cannot be true with gatewayMode "routed": a routed network has no egress NAT');
+    if (config.snat) problems.add(`${path}.snat`, 'cannot be combined with gatewayMode "routed": a routed network has no egress NAT');
+    egress[4] = { kind: 'none' };
+    egress[6] = { kind: 'none' };
+  }
+  return { name: config.name, subnets, egress, hairpin: config.hairpin !== false, gatewayMode };
 }
+
+/** Docker's unspecified host IPs: `0.0.0.0` and `::` mean every local address of that family. */
+const unspecified = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
 
 interface HostSide {
   hostIp?: string;
@@ -146,6 +157,7 @@ function buildMapping(config: MappingConfig, path: string, networks: Network[], 
       problems.add(where, 'host IP ::1 cannot be forwarded: Linux never routes IPv6 loopback traffic to another host');
       return undefined;
     }
+    if (unspecified(side.hostIp)) delete side.hostIp;
   }
   const allow = cidrs(config.allow, `${path}.allow`, problems);
   allow.forEach((cidr, i) => {

@@ -1,7 +1,7 @@
 // The model: a validated, normalized config that every backend compiles from. Everything
 // here is explicit (families resolved, ports resolved, names assigned), so renderers hold
 // no policy of their own.
-import { type AddrRange, type Cidr, type Family, isLoopback } from '../config/addr.js';
+import { type AddrRange, type Cidr, type Family, cidrContains, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
 import type { Proto } from '../config/schema.js';
 
@@ -38,7 +38,15 @@ export interface Network {
   /** How each subnet family leaves the host through other interfaces. */
   egress: { 4: Egress; 6: Egress };
   hairpin: boolean;
+  /**
+   * Docker 28's gateway mode (docs/config.md): `nat` drops direct routed access from other
+   * interfaces to the subnets; `nat-unprotected` leaves it open; `routed` has no egress NAT
+   * and lets direct routed access reach published targets only.
+   */
+  gatewayMode: GatewayMode;
 }
+
+export type GatewayMode = 'nat' | 'nat-unprotected' | 'routed';
 
 export interface SnatRule {
   name: string;
@@ -67,6 +75,26 @@ export interface Model {
 
 export function emptyModel(): Model {
   return { networks: [], mappings: [], snat: [], block: [] };
+}
+
+/** The declared network whose subnet holds `ip`, if any. */
+export function networkHolding(model: Pick<Model, 'networks'>, ip: string): Network | undefined {
+  return model.networks.find((n) => n.subnets.some((s) => cidrContains(s, ip)));
+}
+
+/**
+ * Targets of mappings that lie in no declared network: they get Docker's per-mapping hairpin
+ * masquerade (`-s C -d C`), so a workload reaches its own published port (docs/ruleset.md).
+ */
+export function undeclaredTargets(model: Model): { family: Family; addr: string }[] {
+  const seen = new Map<string, { family: Family; addr: string }>();
+  for (const mapping of model.mappings) {
+    if (mapping.network !== undefined) continue;
+    for (const target of mapping.targets) {
+      if (!networkHolding(model, target.addr)) seen.set(target.addr, { family: mapping.family, addr: target.addr });
+    }
+  }
+  return [...seen.values()];
 }
 
 /** Networks that carry a loopback (127/8) binding: they need route_localnet and a masquerade of 127/8 sources. */

@@ -1,20 +1,25 @@
-// The real nftables backend: loads natctl's batch with `nft -j -f FILE` (atomic: all or
-// nothing) and reads the table back with `nft -j list table`.
+// The real nftables backend: loads natctl's batch (`nft -j -f`: atomic, all or nothing) and
+// reads the table back (`nft -j list table`) through a transport: the in-process addon, the
+// spawned nft binary, or a scripted fake (transport.ts).
 import { BackendCommandError, EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
 import type { Backend, LiveState, Ruleset } from '../backend.js';
 import type { Runner } from '../exec.js';
-import { withTempFile } from '../tempfile.js';
 import type { NftDocument, NftListing } from './json.js';
 import { compareShapes, listingToBatch, liveStateOf } from './listing.js';
 import { renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
+import { type NftTransport, createNftTransport } from './transport.js';
+
+export { nftBinary } from './transport-spawn.js';
 
 export interface NftBackendOptions {
   runner: Runner;
-  /** Path of the nft binary; DESIGN §4: NATCTL_NFT, else `nft` on PATH. */
+  /** Path of the nft binary: NATCTL_NFT, else `nft` on PATH. An explicit binary is spawned, never the addon. */
   nftPath?: string;
   /** Where batch files are written (default: the system temp dir). */
   tempDir?: string;
+  /** How batches reach the kernel; default: the addon when it loads, else the spawned nft (transport.ts). */
+  transport?: NftTransport;
 }
 
 function kernelMessage(stderr: string): string {
@@ -22,25 +27,20 @@ function kernelMessage(stderr: string): string {
   return stderr.split('\n').filter((line) => /error|warning/i.test(line)).slice(0, 5).join('\n') || stderr.slice(0, 500);
 }
 
-/** DESIGN §4: an explicit path, else NATCTL_NFT, else `nft` on PATH. */
-export function nftBinary(explicit?: string): string {
-  return explicit ?? process.env.NATCTL_NFT ?? 'nft';
-}
-
 export class NftBackend implements Backend {
   readonly name = 'nft' as const;
-  private readonly runner: Runner;
-  private readonly nft: string;
-  private readonly tempDir: string | undefined;
+  readonly transport: NftTransport;
   // What this backend already parsed, keyed by the objects it handed out: a listing of
   // 10,000 mappings is megabytes of JSON, and verify/restore need it again right after read.
   private readonly listings = new WeakMap<LiveState, NftListing>();
   private readonly documents = new WeakMap<Ruleset, NftDocument>();
 
   constructor(options: NftBackendOptions) {
-    this.runner = options.runner;
-    this.tempDir = options.tempDir;
-    this.nft = nftBinary(options.nftPath);
+    this.transport = options.transport ?? createNftTransport({
+      runner: options.runner,
+      ...(options.nftPath !== undefined ? { nftPath: options.nftPath } : {}),
+      ...(options.tempDir !== undefined ? { tempDir: options.tempDir } : {}),
+    });
   }
 
   render(model: Model): Ruleset {
@@ -55,11 +55,8 @@ export class NftBackend implements Backend {
   }
 
   private async loadText(text: string, checkOnly: boolean): Promise<void> {
-    await withTempFile('ruleset.json', text, async (file) => {
-      const args = checkOnly ? ['-c', '-j', '-f', file] : ['-j', '-f', file];
-      const result = await this.runner.run(this.nft, args);
-      if (result.exitCode !== 0) throw new BackendCommandError(`nft ${args.join(' ')}`, result.exitCode, kernelMessage(result.stderr));
-    }, this.tempDir);
+    const result = await this.transport.run(text, { check: checkOnly });
+    if (result.exitCode !== 0) throw new BackendCommandError(result.command, result.exitCode, kernelMessage(result.stderr));
   }
 
   check(ruleset: Ruleset): Promise<void> {
@@ -71,9 +68,9 @@ export class NftBackend implements Backend {
   }
 
   async read(): Promise<LiveState | null> {
-    const result = await this.runner.run(this.nft, ['-j', 'list', 'table', tableFamily, tableName]);
+    const result = await this.transport.list(['table', tableFamily, tableName]);
     if (result.exitCode !== 0) {
-      // nft's own answer for a missing table (not an exec failure, which the runner turns into an EnvironmentError).
+      // nft's own answer for a missing table (not an exec failure, which the transport turns into an EnvironmentError).
       if (/^Error: No such file or directory/m.test(result.stderr)) return null;
       if (/Operation not permitted/.test(result.stderr)) throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
       throw new BackendCommandError('nft -j list table', result.exitCode, result.stderr);
@@ -98,8 +95,6 @@ export class NftBackend implements Backend {
   }
 
   async version(): Promise<string> {
-    const result = await this.runner.run(this.nft, ['--version']);
-    if (result.exitCode !== 0) throw new EnvironmentError(`${this.nft} --version failed: ${result.stderr.trim()}`);
-    return result.stdout.trim();
+    return this.transport.version();
   }
 }

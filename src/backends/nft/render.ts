@@ -4,7 +4,7 @@
 // (address, l4proto, port); one chain per mapping carrying its counter.
 import type { Cidr, Family } from '../../config/addr.js';
 import type { PortRange } from '../../config/ports.js';
-import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks } from '../../model/model.js';
+import { type BlockRule, type Egress, type Mapping, type Model, type Network, type Proto, type SnatRule, type Target, loopbackNetworks, networkHolding, undeclaredTargets } from '../../model/model.js';
 import {
   type NftCommand, type NftDocument, type NftMap, type NftObject, type NftStatement, type NftValue,
   accept, concat, counter, ct, daddrIsLocal, drop, jump, masquerade, match, meta, payload, prefix, range, ret, set, vmap,
@@ -32,6 +32,9 @@ export const mappingChain = (name: string): string => `m-${name}`;
 export const forwardChain = (name: string): string => `f-${name}`;
 export const targetChain = (name: string, index: number): string => `t-${name}-${index}`;
 export const blockChain = (name: string): string => `b-${name}`;
+/** Direct routed access to published targets of `routed` networks, keyed by daddr . l4proto . dport (docs/ruleset.md). */
+export const directMap = (family: Family): string => `direct${family}`;
+export const directChain = (index: number): string => `d-${index}`;
 
 const portValue = (ports: PortRange): NftValue => (ports.from === ports.to ? ports.from : range(ports.from, ports.to));
 const cidrValue = (cidr: Cidr): NftValue => (cidr.prefix === (cidr.family === 4 ? 32 : 128) ? cidr.addr : prefix(cidr.addr, cidr.prefix));
@@ -98,6 +101,13 @@ class Batch {
   }
 }
 
+function directMaps(batch: Batch, model: Model): void {
+  if (!model.networks.some((n) => n.gatewayMode === 'routed')) return;
+  for (const family of [4, 6] as const) {
+    batch.add({ map: { ...T, name: directMap(family), type: [addrType(family), 'inet_proto', 'inet_service'], map: 'verdict', flags: ['interval'] } });
+  }
+}
+
 function dispatchMaps(batch: Batch): void {
   for (const family of [4, 6] as const) {
     for (const bound of [false, true]) {
@@ -156,7 +166,7 @@ function renderMapping(batch: Batch, mapping: Mapping): void {
   batch.rule(forward, guard, comment);
   if (mapping.allow.length) {
     // Judged on the connection's original source, so replies to an allowed client pass too.
-    batch.rule(forward, [match(ct('saddr', { family: ipProto(mapping.family), dir: 'original' }), set(mapping.allow.map(cidrValue)), '!='), drop()]);
+    batch.rule(forward, [match(ct('saddr', { family: ipProto(mapping.family), dir: 'original' }), oneOrSet(mapping.allow.map(cidrValue)), '!='), drop()]);
   }
   batch.rule(forward, [accept()]);
 
@@ -165,21 +175,39 @@ function renderMapping(batch: Batch, mapping: Mapping): void {
   batch.element(forwardMap(mapping.family, mapping.proto, bound), [forwardKey(mapping), jump(forward)]);
 }
 
-function renderBlock(batch: Batch, rule: BlockRule): void {
+function renderBlock(batch: Batch, rule: BlockRule, routed: Network[]): void {
   const chain = blockChain(rule.name);
   batch.chain(chain);
   for (const family of [4, 6] as const) {
     const except = rule.except.filter((c) => c.family === family);
-    if (except.length) batch.rule(chain, [match(ct('saddr', { family: ipProto(family), dir: 'original' }), set(except.map(cidrValue))), ret()]);
+    if (except.length) batch.rule(chain, [match(ct('saddr', { family: ipProto(family), dir: 'original' }), oneOrSet(except.map(cidrValue))), ret()]);
   }
   batch.rule(chain, [counter(), drop()], `natctl block ${rule.name}`);
   const port = portValue(rule.ports);
   const selector = rule.match === 'hostPort'
     ? [match(ct('status'), 'dnat', 'in'), match(ct('proto-dst', { dir: 'original' }), port)]
-    // The workload's port: what the server answers from, whatever the client dialled.
-    : [match(ct('proto-src', { dir: 'reply' }), port)];
+    // The workload's port: what the server answers from, whatever the client dialled; only for
+    // connections DNATed to a workload, so the workloads' own outbound traffic to that port passes.
+    : [match(ct('status'), 'dnat', 'in'), match(ct('proto-src', { dir: 'reply' }), port)];
   // One rule per protocol: the port match needs a single l4proto before it.
   for (const proto of rule.protos) batch.rule('block', [match(meta('l4proto'), proto), ...selector, jump(chain)]);
+  if (rule.match !== 'targetPort') return;
+  // Connections routed straight to a workload of a `routed` network never pass a DNAT: their
+  // original destination is the workload itself, and the rule covers them too.
+  for (const family of [4, 6] as const) {
+    const subnets = routedSubnets(routed, family);
+    if (!subnets.length) continue;
+    for (const proto of rule.protos) {
+      batch.rule('block', [match(meta('l4proto'), proto), match(ct('daddr', { family: ipProto(family), dir: 'original' }), oneOrSet(subnets.map(cidrValue))), match(ct('proto-src', { dir: 'reply' }), port), jump(chain)]);
+    }
+  }
+}
+
+/** A single value as itself: nft lists a one-element anonymous set back as its element. */
+const oneOrSet = (values: NftValue[]): NftValue => (values.length === 1 && values[0] !== undefined ? values[0] : set(values));
+
+function routedSubnets(networks: Network[], family: Family): Cidr[] {
+  return networks.filter((n) => n.gatewayMode === 'routed').flatMap((n) => n.subnets.filter((s) => s.family === family));
 }
 
 function egressRule(network: Network, subnet: Cidr, egress: Egress): NftStatement[] | undefined {
@@ -211,6 +239,15 @@ function renderPostrouting(batch: Batch, model: Model): void {
       batch.rule('postrouting', [match(ct('status'), 'dnat', 'in'), match(meta('oifname'), network.name), match(payload(ipProto(subnet.family), 'saddr'), cidrValue(subnet)), masquerade()], `natctl hairpin ${network.name}`);
     }
   }
+  for (const family of [4, 6] as const) {
+    const targets = undeclaredTargets(model).filter((t) => t.family === family);
+    if (!targets.length) continue;
+    // Docker's per-mapping `-s C -d C -j MASQUERADE`: a target in no declared network reaching its
+    // own published port through the host address would otherwise get its own address as the
+    // source back, which the kernel drops as a martian; masqueraded, it answers the host.
+    const pairs = targets.map((t) => concat(t.addr, t.addr));
+    batch.rule('postrouting', [match(ct('status'), 'dnat', 'in'), match(concat(payload(ipProto(family), 'saddr'), payload(ipProto(family), 'daddr')), set(pairs)), masquerade()], 'natctl hairpin targets outside the networks');
+  }
   for (const name of loopbackNetworks(model)) {
     // A host process dialling 127.0.0.1 keeps that source after DNAT; rewrite it so the workload can answer.
     batch.rule('postrouting', [match(payload('ip', 'saddr'), prefix('127.0.0.0', 8)), match(meta('oifname'), name), masquerade()], `natctl loopback ${name}`);
@@ -225,11 +262,124 @@ function renderPostrouting(batch: Batch, model: Model): void {
   }
 }
 
+/** Published targets of mappings in `routed` networks, reachable by direct routing. */
+interface DirectEntry { family: Family; addr: string; proto: Proto; from: number; to: number; mapping: Mapping }
+
+function directEntries(model: Model): DirectEntry[] {
+  const out: DirectEntry[] = [];
+  for (const mapping of model.mappings) {
+    for (const target of mapping.targets) {
+      const network = model.networks.find((n) => n.name === mapping.network && n.subnets.some((s) => s.family === mapping.family)) ?? networkHolding(model, target.addr);
+      if (network?.gatewayMode !== 'routed') continue;
+      out.push({ family: mapping.family, addr: target.addr, proto: mapping.proto, from: target.ports.from, to: target.ports.to, mapping });
+    }
+  }
+  return out;
+}
+
+/**
+ * The direct maps' elements. Mappings may share or overlap target ports (two host ports to one
+ * workload port), and interval maps refuse overlapping keys: ports are cut into segments, and a
+ * segment lets in a source when any mapping covering it does (no allow-list: everyone).
+ */
+function renderDirect(batch: Batch, model: Model): void {
+  const groups = new Map<string, DirectEntry[]>();
+  for (const entry of directEntries(model)) {
+    const key = `${entry.family} ${entry.addr} ${entry.proto}`;
+    groups.set(key, [...(groups.get(key) ?? []), entry]);
+  }
+  const chains = new Map<string, string>();
+  for (const entries of groups.values()) {
+    const cuts = [...new Set(entries.flatMap((e) => [e.from, e.to + 1]))].sort((a, b) => a - b);
+    // Adjacent segments with the same verdict are emitted as one element.
+    let pending: { from: number; to: number; verdict: NftStatement; key: NftValue[] } | undefined;
+    const flush = (): void => {
+      if (!pending) return;
+      const [addr, proto] = pending.key;
+      batch.element(directMap(entries[0]?.family ?? 4), [concat(addr ?? '', proto ?? '', pending.from === pending.to ? pending.from : range(pending.from, pending.to)), pending.verdict]);
+      pending = undefined;
+    };
+    for (let i = 0; i + 1 < cuts.length; i++) {
+      const from = cuts[i] as number;
+      const to = (cuts[i + 1] as number) - 1;
+      const covering = entries.filter((e) => e.from <= from && e.to >= to);
+      const [first] = covering;
+      if (!first) continue;
+      let verdict: NftStatement;
+      if (covering.some((e) => e.mapping.allow.length === 0)) {
+        verdict = accept();
+      } else {
+        const allow = [...new Map(covering.flatMap((e) => e.mapping.allow).map((c) => [`${c.addr}/${c.prefix}`, c])).values()];
+        const names = [...new Set(covering.map((e) => e.mapping.name))].join(', ');
+        const signature = `${first.family} ${allow.map((c) => `${c.addr}/${c.prefix}`).sort().join(' ')}`;
+        let chain = chains.get(signature);
+        if (chain === undefined) {
+          chain = directChain(chains.size);
+          chains.set(signature, chain);
+          batch.chain(chain);
+          // The mapping's allow-list, judged as in f-NAME: a direct route is no way around it.
+          batch.rule(chain, [match(payload(ipProto(first.family), 'saddr'), oneOrSet(allow.map(cidrValue)), '!='), drop()], `natctl direct ${names}`);
+          batch.rule(chain, [accept()]);
+        }
+        verdict = jump(chain);
+      }
+      if (pending && pending.to + 1 === from && JSON.stringify(pending.verdict) === JSON.stringify(verdict)) {
+        pending.to = to;
+      } else {
+        flush();
+        pending = { from, to, verdict, key: [first.addr, first.proto] };
+      }
+    }
+    flush();
+  }
+}
+
+/**
+ * Filter at prerouting priority -150: after conntrack (-200), so replies are told from new
+ * connections, and before DNAT (-100), so the destination is still the one the client chose.
+ */
+function renderGuard(batch: Batch, model: Model): void {
+  const rules: NftStatement[][] = [];
+  const comments: string[] = [];
+  const add = (expr: NftStatement[], comment: string): void => {
+    rules.push(expr);
+    comments.push(comment);
+  };
+  if (loopbackNetworks(model).length) {
+    // route_localnet lets the kernel route 127/8 arriving on the network's interface: without
+    // this drop (Docker's raw PREROUTING `-d 127.0.0.0/8 ! -i lo -j DROP`) a workload routing
+    // 127.0.0.1 via its gateway would reach every host service bound to loopback.
+    add([match(meta('iifname'), 'lo', '!='), match(payload('ip', 'daddr'), prefix('127.0.0.0', 8)), drop()], 'natctl loopback only from lo');
+  }
+  // Written as nft lists it back (`==`, sorted), so a read-back compares equal.
+  const unreplied = match(ct('state'), set(['invalid', 'new', 'untracked']));
+  for (const network of model.networks) {
+    if (network.gatewayMode === 'nat-unprotected') continue;
+    for (const subnet of network.subnets) {
+      // Routed to a workload's own address from another interface (not the host's address on
+      // the network: that is fib type local). Docker 28's gateway mode `nat` drops it in raw
+      // PREROUTING; `routed` lets it reach published targets only.
+      const direct = [match(meta('iifname'), network.name, '!='), match(payload(ipProto(subnet.family), 'daddr'), cidrValue(subnet)), match({ fib: { result: 'type', flags: ['daddr'] } }, 'local', '!='), unreplied];
+      if (network.gatewayMode === 'routed') {
+        add([...direct, vmap(concat(payload(ipProto(subnet.family), 'daddr'), meta('l4proto'), payload('th', 'dport')), `@${directMap(subnet.family)}`)], `natctl routed ${network.name}`);
+        // Like Docker's routed mode: ICMP passes (path MTU, neighbour discovery, ping).
+        add([...direct, match(meta('l4proto'), subnet.family === 4 ? 'icmp' : 'ipv6-icmp'), accept()], `natctl routed ${network.name}`);
+      }
+      add([...direct, drop()], `natctl direct ${network.name}`);
+    }
+  }
+  if (!rules.length) return;
+  batch.chain('guard', { type: 'filter', hook: 'prerouting', prio: -150 });
+  rules.forEach((expr, i) => batch.rule('guard', expr, comments[i]));
+}
+
 /** The whole ruleset as one atomic batch: create-if-missing, delete, recreate, fill. */
 export function renderNftDocument(model: Model): NftDocument {
   const batch = new Batch();
   dispatchMaps(batch);
+  directMaps(batch, model);
 
+  renderGuard(batch, model);
   batch.chain('prerouting', { type: 'nat', hook: 'prerouting', prio: -100 });
   dnatDispatch(batch, 'prerouting', false);
   batch.chain('output', { type: 'nat', hook: 'output', prio: -100 });
@@ -239,14 +389,23 @@ export function renderNftDocument(model: Model): NftDocument {
   // Operator block rules come first, like Docker's DOCKER-USER: before any accept.
   batch.chain('block');
   batch.rule('forward', [jump('block')]);
+  for (const network of model.networks) {
+    if (network.hairpin) continue;
+    // hairpin: false. With br_netfilter a sibling's connection DNATed back into its own bridge is
+    // bridged to the target, and the target's reply is bridged back and un-DNATed: hairpin works
+    // without any masquerade. Routed or bridged, such a connection enters and leaves the network's
+    // interface with a DNAT: drop it here, before the dispatch accepts it.
+    batch.rule('forward', [match(meta('iifname'), network.name), match(meta('oifname'), network.name), match(ct('status'), 'dnat', 'in'), drop()], `natctl no hairpin ${network.name}`);
+  }
   forwardDispatch(batch);
   for (const network of model.networks) {
     batch.rule('forward', [match(meta('iifname'), network.name), accept()], `natctl egress ${network.name}`);
-    batch.rule('forward', [match(meta('oifname'), network.name), match(ct('state'), set(['established', 'related']), 'in'), accept()], `natctl replies ${network.name}`);
+    batch.rule('forward', [match(meta('oifname'), network.name), match(ct('state'), set(['established', 'related'])), accept()], `natctl replies ${network.name}`);
   }
 
-  for (const rule of model.block) renderBlock(batch, rule);
+  for (const rule of model.block) renderBlock(batch, rule, model.networks);
   for (const mapping of model.mappings) renderMapping(batch, mapping);
+  renderDirect(batch, model);
   renderPostrouting(batch, model);
   const table = { family: tableFamily, name: tableName };
   // add + delete + add: replaces the table whether or not it exists, in one transaction.
