@@ -8,6 +8,7 @@ import { lstat, readdir, readFile, rm, writeFile } from 'node:fs/promises';
 import { dirname, join } from 'node:path';
 import { fileURLToPath, pathToFileURL } from 'node:url';
 import { renderNftDocument } from '../backends/nft/render.js';
+import { documentToBatchText } from '../backends/nft/text.js';
 import { parseConfigObject } from '../config/load.js';
 import { buildModel } from '../model/build.js';
 import { benchConfig } from './configs.js';
@@ -153,14 +154,15 @@ export class ControlPlane {
 
   async measureSize(n: number): Promise<void> {
     const dir = this.run.workDir;
-    const files = { a: join(dir, `config-${n}.json`), b: join(dir, `config-${n}-plus1.json`), render: join(dir, `render-${n}.json`), reference: join(dir, `reference-${n}.nft`) };
+    const files = { a: join(dir, `config-${n}.json`), b: join(dir, `config-${n}-plus1.json`), render: join(dir, `render-${n}.nft`), reference: join(dir, `reference-${n}.nft`) };
     await writeFile(files.a, JSON.stringify(benchConfig(n)));
     await writeFile(files.b, JSON.stringify(benchConfig(n, true)));
-    await writeFile(files.render, JSON.stringify(renderNftDocument(buildModel(parseConfigObject(benchConfig(n))))));
+    // Exactly what natctl loads: the text batch of its render (nft 1.0.6 JSON cannot declare its data maps).
+    await writeFile(files.render, documentToBatchText(renderNftDocument(buildModel(parseConfigObject(benchConfig(n))))));
     await writeFile(files.reference, referenceRuleset(n));
     const rawLoad = (args: string[]) => async (limitMs: number): Promise<Sample> => toSample(await runTimed('ip', ['netns', 'exec', this.run.netns, 'nft', ...args], { timeoutMs: limitMs, env: { LC_ALL: 'C' } }), limitMs);
     const flush = () => this.flushRuleset();
-    await this.series('nft', null, n, [{ op: 'raw-render', before: flush, run: rawLoad(['-j', '-f', files.render]) }]);
+    await this.series('nft', null, n, [{ op: 'raw-render', before: flush, run: rawLoad(['-f', files.render]) }]);
     await this.series('nft', null, n, [{ op: 'raw-reference', before: flush, run: rawLoad(['-f', files.reference]) }]);
     for (const transport of this.run.options.transports) {
       await this.cli(n, transport, files);

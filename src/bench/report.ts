@@ -43,7 +43,7 @@ function cell(outcome: Outcome | undefined, notes: Notes, label: string, n: numb
 }
 
 const opLabels: Record<Operation, string> = {
-  'raw-render': "raw `nft -j -f` of natctl's render",
+  'raw-render': "raw `nft -f` of natctl's render",
   'raw-reference': 'raw `nft -f` of the map-based reference',
   cold: 'cold apply',
   unchanged: 'apply of an unchanged config',
