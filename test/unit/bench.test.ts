@@ -170,7 +170,7 @@ describe('bench report', () => {
     const table = controlPlaneTable(r);
     expect(table.header).toEqual(['operation', 'N = 10', 'N = 10,000', 'N = 50,000']);
     const row = (label: string) => table.rows.find((x) => x[0] === label);
-    expect(row("raw `nft -j -f` of natctl's render")).toEqual(["raw `nft -j -f` of natctl's render", '12.3 ms', '', '']);
+    expect(row("raw `nft -f` of natctl's render")).toEqual(["raw `nft -f` of natctl's render", '12.3 ms', '', '']);
     expect(row('cold apply, CLI (spawned nft)')).toEqual(['cold apply, CLI (spawned nft)', '1.50 s', 'timed out (> 60.0 s)', '']);
     expect(row('peak RSS of the CLI, cold apply (spawned nft)')?.[1]).toBe('72 MB');
     expect(row('state dir after 5 applies (spawned nft)')?.[1]).toBe('2.50 MB');
