@@ -21,6 +21,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { isRoot } from '../backends/exec.js';
+import { runEntry } from '../sandbox/entry.js';
 
 const cli = join(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 const env = (name: string, fallback: number): number => {
@@ -284,12 +285,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`fleet soak failed: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry('fleet soak', main);

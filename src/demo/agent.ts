@@ -9,6 +9,7 @@ import { fileURLToPath } from 'node:url';
 import { execa, type ResultPromise } from 'execa';
 import { isRoot } from '../backends/exec.js';
 import { Sandbox, addr } from '../sandbox/topology.js';
+import { runEntry } from '../sandbox/entry.js';
 
 const cli = resolve(dirname(fileURLToPath(import.meta.url)), '../cli/main.js');
 const useColour = Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
@@ -122,12 +123,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`agent demo failed: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry('agent demo', main);

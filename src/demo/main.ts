@@ -3,6 +3,7 @@
 // `natctl status`, and tears everything down, also on Ctrl-C.
 import { isRoot } from '../backends/exec.js';
 import { Sandbox, addr } from '../sandbox/topology.js';
+import { runEntry } from '../sandbox/entry.js';
 
 const useColour = Boolean(process.stdout.isTTY) && process.env.NO_COLOR === undefined;
 const paint = (code: number, text: string): string => (useColour ? `\u001b[${code}m${text}\u001b[0m` : text);
@@ -109,12 +110,4 @@ async function main(): Promise<number> {
   }
 }
 
-main().then(
-  (code) => {
-    process.exitCode = code;
-  },
-  (error: unknown) => {
-    process.stderr.write(`demo failed: ${(error as Error).message}\n`);
-    process.exitCode = 1;
-  },
-);
+runEntry('demo', main);
