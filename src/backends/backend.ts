@@ -45,6 +45,22 @@ export interface LiveState {
   blocked: { name: string; packets: number; bytes: number }[];
 }
 
+/** What the kernel should hold for `status`: the last generation's model and the stamp it was loaded with. */
+export interface StatusExpectation {
+  model: Model;
+  stamp?: string;
+}
+
+/** What `status` shows of the kernel: the counters, and how it differs from the last generation. */
+export interface StatusReading {
+  /** The kernel holds a natctl ruleset. */
+  active: boolean;
+  counters: MappingCounters[];
+  blocked: LiveState['blocked'];
+  /** Differences between the kernel and the expectation, in verify's wording; empty when they agree. */
+  problems: string[];
+}
+
 /** An incremental change: one atomic batch holding only the difference between two models. */
 export interface Delta {
   backend: BackendName;
@@ -69,6 +85,13 @@ export interface Backend {
   load(ruleset: Ruleset): Promise<void>;
   /** natctl's live ruleset, or null when the kernel holds none. */
   read(): Promise<LiveState | null>;
+  /**
+   * Capability: what `status` needs, read as cheaply as the backend can (docs/operations.md):
+   * the counters and the comparison with the last generation, which `expected` gives; it is
+   * called once the kernel was read, so a big listing's memory can go before the model is
+   * built. Absent: the engine reads the whole state (`read`) and verifies it.
+   */
+  readStatus?(expected: () => StatusExpectation): Promise<StatusReading>;
   /** Problems found comparing what the kernel holds with what `ruleset` declares; empty when they agree. */
   verify(ruleset: Ruleset, live: LiveState | null): string[];
   /**
@@ -106,4 +129,12 @@ export interface Backend {
   loadDelta?(delta: Delta): Promise<void>;
   /** Reads back only what `delta` touched (and the stamp); problems found, empty when the kernel holds it. */
   verifyDelta?(delta: Delta): Promise<string[]>;
+}
+
+/** readStatus for a backend whose whole state is cheap to read: `read`, then `verify` of the expectation's render. */
+export async function readStatusByListing(backend: Backend, expected: () => StatusExpectation): Promise<StatusReading> {
+  const live = await backend.read();
+  const { model, stamp } = expected();
+  const problems = backend.verify(backend.render(model, stamp === undefined ? {} : { stamp }), live);
+  return { active: live !== null, counters: live?.counters ?? [], blocked: live?.blocked ?? [], problems };
 }

@@ -4,7 +4,7 @@
 // their own, so the engine's delta flow is proven without a kernel (docs/operations.md).
 import type { Model } from '../model/model.js';
 import { renderNftDocument } from './nft/render.js';
-import type { Backend, Delta, LiveState, MappingCounters, Ruleset } from './backend.js';
+import { type Backend, type Delta, type LiveState, type MappingCounters, type Ruleset, type StatusExpectation, type StatusReading, readStatusByListing } from './backend.js';
 
 /**
  * What a delta does when loaded: refused (nothing changes), "committed" as something else, or
@@ -53,6 +53,10 @@ export class FakeBackend implements Backend {
   async read(): Promise<LiveState | null> {
     this.reads++;
     return this.live;
+  }
+  /** status through the interface's generic path: read (counted in `reads`) and verify. */
+  readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+    return readStatusByListing(this, expected);
   }
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
     return live?.raw === ruleset.text ? [] : ['live ruleset differs from the one loaded'];

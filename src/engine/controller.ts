@@ -678,13 +678,37 @@ export class Controller {
     );
   }
 
+  /**
+   * Counters and drift. When the last generation kept its listing (small rulesets, or none
+   * applied) the whole live state is read and compared line by line; otherwise the backend
+   * reads what status needs its cheapest way (readStatus) and compares it with the render of
+   * the last generation's config (docs/operations.md).
+   */
   async status(): Promise<StatusReport> {
     this.needRoot('status');
-    const live = await this.backend.read();
     const last = await this.last();
     const { generation } = last;
+    const readStatus = this.backend.readStatus?.bind(this.backend);
+    let reading: { active: boolean; counters: MappingCounters[]; blocked: LiveState['blocked'] };
+    let drift: Drift;
+    if (readStatus && generation?.kind === 'apply' && generation.live === undefined) {
+      let unreadable = false;
+      const read = await readStatus(() => {
+        const model = last.model();
+        if (!model) unreadable = true;
+        return { model: model ?? emptyModel(), ...(generation.stamp !== undefined ? { stamp: generation.stamp } : {}) };
+      });
+      reading = read;
+      drift = unreadable
+        ? { drifted: read.active, missing: [], extra: read.active ? ['natctl holds a ruleset, but the last generation cannot be read'] : [] }
+        : { drifted: read.problems.length > 0, missing: read.problems, extra: [] };
+    } else {
+      const live = await this.backend.read();
+      reading = { active: live !== null, counters: live?.counters ?? [], blocked: live?.blocked ?? [] };
+      drift = this.drift(last, live);
+    }
     const model = last.model();
-    const counters = new Map((live?.counters ?? []).map((c) => [c.name, c]));
+    const counters = new Map(reading.counters.map((c) => [c.name, c]));
     const mappings: MappingStatus[] = [];
     for (const mapping of model?.mappings ?? []) {
       const found = counters.get(mapping.name);
@@ -700,8 +724,7 @@ export class Controller {
       });
     }
     for (const found of counters.values()) mappings.push({ ...found, target: '?', state: 'unknown' });
-    const drift = this.drift(last, live);
-    const report: StatusReport = { backend: this.backend.name, active: live !== null, mappings, blocked: live?.blocked ?? [], drift };
+    const report: StatusReport = { backend: this.backend.name, active: reading.active, mappings, blocked: reading.blocked, drift };
     if (this.runner.netns) report.netns = this.runner.netns;
     if (generation) report.generation = { number: generation.generation, time: generation.time, hash: generation.hash };
     return report;

@@ -5,7 +5,7 @@
 import type { Family } from '../../config/addr.js';
 import { BackendCommandError, EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, LiveState, MappingCounters, Ruleset } from '../backend.js';
+import { type Backend, type LiveState, type MappingCounters, type Ruleset, type StatusExpectation, type StatusReading, readStatusByListing } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
 import { type CheckResult, hostChecks } from '../../doctor/checks.js';
@@ -208,6 +208,11 @@ export class IptablesBackend implements Backend {
       const have = after.get(key);
       if (want && have && normalizeTable(want).join('\n') !== normalizeTable(have).join('\n')) throw new Error(`${key} differs from what it was after putting it back`);
     }
+  }
+
+  /** status: the whole state is a few iptables-save listings, cheap at any size: read and verify. */
+  readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+    return readStatusByListing(this, expected);
   }
 
   async read(): Promise<LiveState | null> {

@@ -6,13 +6,13 @@ import type { CheckResult } from '../../doctor/checks.js';
 import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, Delta, LiveState, Ruleset } from '../backend.js';
+import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
-import { foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
+import { countersOf, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -118,7 +118,8 @@ export class NftBackend implements Backend {
     return this.loadText(ruleset.text, false);
   }
 
-  async read(): Promise<LiveState | null> {
+  /** natctl's table as nft lists it (`nft -j list table`), parsed; null when the kernel holds none. */
+  private async listTable(): Promise<{ listing: NftListing; text: string } | null> {
     const result = await this.transport.list(['table', tableFamily, tableName]);
     if (result.exitCode !== 0) {
       const error = failure('nft -j list table', result.exitCode, result.stderr);
@@ -127,10 +128,31 @@ export class NftBackend implements Backend {
       if (error.kind === 'permission') throw new EnvironmentError('nft needs root (CAP_NET_ADMIN) to read the ruleset');
       throw error;
     }
-    const listing = JSON.parse(result.stdout) as NftListing;
-    const live = liveStateOf(listing, result.stdout);
-    this.listings.set(live, listing);
+    return { listing: JSON.parse(result.stdout) as NftListing, text: result.stdout };
+  }
+
+  async read(): Promise<LiveState | null> {
+    const listed = await this.listTable();
+    if (!listed) return null;
+    const live = liveStateOf(listed.listing, listed.text);
+    this.listings.set(live, listed.listing);
     return live;
+  }
+
+  /**
+   * status: one listing of the table, then the counters and the full comparison with the last
+   * generation's render, in one pass each. One `list table` is the cheapest read nft 1.0.6
+   * offers here: listing any chain (or the table with -t) first fetches every set's elements
+   * into its cache, so listing maps and chains apart costs more, not less (docs/performance.md,
+   * "Reading the ruleset back"). No normalized text, no batch text; the listing's text is
+   * dropped once parsed, and the expected model is built only after the read.
+   */
+  async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+    const listing = (await this.listTable())?.listing ?? null;
+    const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };
+    const { model, stamp } = expected();
+    const document = renderNftDocument(model, stamp === undefined ? {} : { stamp: checkedStamp(stamp) });
+    return { active: listing !== null, counters, blocked, problems: verifyListing(document, listing) };
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {

@@ -88,7 +88,8 @@ function elementCounters(objects: ListedObject[], entry: (name: string) => Mappi
   }
 }
 
-export function liveStateOf(listing: NftListing, raw: string): LiveState {
+/** Per-mapping and per-block-rule counters of a listing, in one pass over it (docs/ruleset.md, "Counters"). */
+export function countersOf(listing: NftListing): Pick<LiveState, 'counters' | 'blocked'> {
   const counters = new Map<string, MappingCounters>();
   const blocked: LiveState['blocked'] = [];
   const entry = (name: string): MappingCounters => {
@@ -118,7 +119,30 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
       blocked.push({ name: chain.slice(2), ...count });
     }
   }
-  return { raw, normalized: normalizeListing(listing), counters: [...counters.values()], blocked };
+  return { counters: [...counters.values()], blocked };
+}
+
+/**
+ * A listing as a LiveState. `normalized`, `counters` and `blocked` are computed on first use
+ * and `raw` is the listing's text as nft printed it: at 50,000 mappings the normalized text
+ * costs a second copy of the whole tree and a quarter of a second, and a full apply's read-back
+ * needs neither it nor the counters (docs/performance.md, "Reading the ruleset back").
+ */
+export function liveStateOf(listing: NftListing, raw: string): LiveState {
+  let normalized: string | undefined;
+  let counted: Pick<LiveState, 'counters' | 'blocked'> | undefined;
+  return {
+    raw,
+    get normalized() {
+      return (normalized ??= normalizeListing(listing));
+    },
+    get counters() {
+      return (counted ??= countersOf(listing)).counters;
+    },
+    get blocked() {
+      return (counted ??= countersOf(listing)).blocked;
+    },
+  };
 }
 
 /** Any object of a listing (chain, rule, map, set, counter, quota, flowtable, ...), keyed by its kind. */
@@ -255,13 +279,70 @@ function definitionOf(body: Record<string, unknown>): string {
   return canonical(definition);
 }
 
-/** Elements compared as sets: cheap texts first, canonical texts when those differ. Returns the wanted elements the kernel lacks. */
+const hasOwn = (object: object, key: string): boolean => Object.prototype.hasOwnProperty.call(object, key);
+const isRecord = (value: unknown): value is Record<string, unknown> => value !== null && typeof value === 'object' && !Array.isArray(value);
+
+/**
+ * Structural equality of two JSON values, counters' values ignored (canonical zeroes them
+ * too), keys in any order (canonical sorts them): equal here means equal canonical texts.
+ * Walks the values in place: no text is built.
+ */
+function sameValue(a: unknown, b: unknown): boolean {
+  if (a === b) return true;
+  if (a === null || b === null || typeof a !== 'object' || typeof b !== 'object') return false;
+  if (Array.isArray(a) || Array.isArray(b)) {
+    if (!Array.isArray(a) || !Array.isArray(b) || a.length !== b.length) return false;
+    for (let i = 0; i < a.length; i++) if (!sameValue(a[i], b[i])) return false;
+    return true;
+  }
+  const [x, y] = [a as Record<string, unknown>, b as Record<string, unknown>];
+  let keys = 0;
+  for (const key in x) {
+    keys++;
+    if (!hasOwn(y, key)) return false;
+    if (key === 'counter' && isRecord(x[key]) && isRecord(y[key])) continue;
+    if (!sameValue(x[key], y[key])) return false;
+  }
+  for (const _key in y) keys--;
+  return keys === 0;
+}
+
+/** The text an element is looked up by: its key's value (a map element's first half), typed, so distinct keys never share one. */
+function lookupKey(element: unknown): string {
+  const key = Array.isArray(element) && element.length === 2 ? element[0] : element;
+  const value = isRecord(key) && isRecord(key.elem) && hasOwn(key.elem, 'val') ? key.elem.val : key;
+  if (typeof value === 'number') return `n${value}`;
+  if (typeof value === 'string') return `s${value}`;
+  const parts = isRecord(value) && Array.isArray(value.concat) ? value.concat : undefined;
+  if (parts && parts.every((part) => typeof part === 'number' || (typeof part === 'string' && !part.includes('\u0000')))) {
+    return `c${parts.map((part) => (typeof part === 'number' ? `n${part}` : `s${part}`)).join('\u0000')}`;
+  }
+  return `j${JSON.stringify(value)}`;
+}
+
+/**
+ * Elements compared as sets; returns the wanted elements the kernel lacks. Each wanted element
+ * is looked up by its key and compared in place with the held one (sameValue); only those not
+ * found so pay for `canonical`, against every held element, so the answer is the same as
+ * comparing canonical texts throughout, at a hash lookup per element whatever the counters
+ * counted (docs/performance.md, "Reading the ruleset back").
+ */
 function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
-  const cheapWanted = wanted.map((e) => JSON.stringify(e)).sort(byText);
-  const cheapHeld = held.map((e) => JSON.stringify(e)).sort(byText);
-  if (cheapWanted.length === cheapHeld.length && cheapWanted.every((e, i) => e === cheapHeld[i])) return [];
-  const have = new Set(held.map(canonical));
-  return wanted.filter((e) => !have.has(canonical(e)));
+  const byKey = new Map<string, unknown>();
+  const shared = new Map<string, unknown[]>();
+  for (const element of held) {
+    const key = lookupKey(element);
+    if (!byKey.has(key)) byKey.set(key, element);
+    else shared.set(key, [...(shared.get(key) ?? [byKey.get(key)]), element]);
+  }
+  const unmatched = wanted.filter((element) => {
+    const key = lookupKey(element);
+    const candidates = shared.get(key) ?? (byKey.has(key) ? [byKey.get(key)] : []);
+    return !candidates.some((candidate) => sameValue(element, candidate));
+  });
+  if (!unmatched.length) return [];
+  const canonicalHave = new Set(held.map(canonical));
+  return unmatched.filter((element) => !canonicalHave.has(canonical(element)));
 }
 
 type Body = Record<string, unknown>;
