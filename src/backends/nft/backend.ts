@@ -12,7 +12,8 @@ import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
-import { countersOf, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
+import { type StatusTable, compareStatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusTableListing, verifyListing } from './listing.js';
+import { rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -29,6 +30,11 @@ export interface NftBackendOptions {
   tempDir?: string;
   /** How batches reach the kernel; default: the addon when it loads, else the spawned nft (transport.ts). */
   transport?: NftTransport;
+  /**
+   * How status reads the table without nft (netlink-read.ts); false: through the transport's
+   * listing. Default: over netlink, unless a transport is given or NATCTL_NETLINK=0.
+   */
+  statusTable?: (() => Promise<StatusTable | null>) | false;
 }
 
 function kernelMessage(stderr: string): string {
@@ -82,6 +88,7 @@ export class NftBackend implements Backend {
   private readonly runner: Runner;
   private readonly tempDir: string | undefined;
   private readonly nft: string;
+  private readonly statusTable: (() => Promise<StatusTable | null>) | false;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
@@ -92,6 +99,7 @@ export class NftBackend implements Backend {
       ...(options.nftPath !== undefined ? { nftPath: options.nftPath } : {}),
       ...(options.tempDir !== undefined ? { tempDir: options.tempDir } : {}),
     });
+    this.statusTable = options.statusTable ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? rawTableReader(options.runner) : false);
   }
 
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
@@ -140,19 +148,28 @@ export class NftBackend implements Backend {
   }
 
   /**
-   * status: one listing of the table, then the counters and the full comparison with the last
-   * generation's render, in one pass each. One `list table` is the cheapest read nft 1.0.6
-   * offers here: listing any chain (or the table with -t) first fetches every set's elements
-   * into its cache, so listing maps and chains apart costs more, not less (docs/performance.md,
-   * "Reading the ruleset back"). No normalized text, no batch text; the listing's text is
-   * dropped once parsed, and the expected model is built only after the read.
+   * status (docs/operations.md, "status"): the counters and a comparison with the last
+   * generation's render, read over nf_tables netlink when it can (netlink-read.ts: the names of
+   * the chains, maps and sets, the rules' counters, every element of the simple mappings' maps
+   * and sets), else from one nft listing of the table, compared in full. Through nft, one
+   * `list table` is the cheapest read nft 1.0.6 offers: listing any chain (or the table with -t)
+   * first fetches every set's elements into its cache, so listing maps and chains apart costs
+   * more, not less (docs/performance.md, "Reading the ruleset back"). Either way no normalized
+   * text and no batch text is built, and the expected model is built only after the read.
    */
   async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+    const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
+    if (table !== undefined) {
+      const { counters, blocked } = table ? countersOf(statusTableListing(table)) : { counters: [], blocked: [] };
+      return { active: table !== null, counters, blocked, problems: compareStatusTable(this.expectedDocument(expected()), table) };
+    }
     const listing = (await this.listTable())?.listing ?? null;
     const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };
-    const { model, stamp } = expected();
-    const document = renderNftDocument(model, stamp === undefined ? {} : { stamp: checkedStamp(stamp) });
-    return { active: listing !== null, counters, blocked, problems: verifyListing(document, listing) };
+    return { active: listing !== null, counters, blocked, problems: verifyListing(this.expectedDocument(expected()), listing) };
+  }
+
+  private expectedDocument({ model, stamp }: StatusExpectation): NftDocument {
+    return renderNftDocument(model, stamp === undefined ? {} : { stamp: checkedStamp(stamp) });
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {

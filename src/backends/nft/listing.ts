@@ -457,3 +457,61 @@ export function listingToBatch(listing: NftListing | null): NftDocument {
   }
   return { nftables: commands };
 }
+
+/** What status reads over netlink (netlink-read.ts), in the shape the counters need. */
+export interface StatusTable {
+  chains: string[];
+  sets: string[];
+  maps: string[];
+  rules: { chain: string; counter?: { packets: number; bytes: number }; comment?: string }[];
+  /** Every element of the maps and sets that hold simple mappings, as nft's JSON lists them. */
+  elements: Record<string, unknown[]>;
+}
+
+/** A status table as a listing holding what countersOf reads: the element maps and sets, and each rule's counter. */
+export function statusTableListing(table: StatusTable): NftListing {
+  const base = { family: tableFamily, table: tableName };
+  const objects: NftListing['nftables'] = [];
+  for (const [name, elem] of Object.entries(table.elements)) {
+    objects.push(table.maps.includes(name) ? ({ map: { ...base, name, type: '', map: '', elem } } as unknown as NftObject) : ({ set: { ...base, name, type: '', elem } } as unknown as NftObject));
+  }
+  for (const rule of table.rules) {
+    objects.push({ rule: { ...base, chain: rule.chain, expr: rule.counter ? [{ counter: rule.counter }] : [], ...(rule.comment !== undefined ? { comment: rule.comment } : {}) } });
+  }
+  return { nftables: objects };
+}
+
+/**
+ * status's comparison of a status table with a batch (docs/operations.md, "status"): every
+ * chain, map and set by name (the generation marker among them), the number of rules in each
+ * chain, and every element of the maps and sets holding simple mappings, compared as verify
+ * compares them. Rule contents, base chain settings and the elements of the small dispatch
+ * maps are compared by the full comparison (`apply --verify-full`), which lists the table.
+ */
+export function compareStatusTable(document: NftDocument, table: StatusTable | null): string[] {
+  const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
+  const wanted = contentsOf(declared);
+  const problems: string[] = [];
+  const live = new Set([...(table?.chains ?? []).map((n) => `chain ${n}`), ...(table?.sets ?? []).map((n) => `set ${n}`), ...(table?.maps ?? []).map((n) => `map ${n}`)]);
+  const ruleCounts = new Map<string, number>();
+  for (const rule of table?.rules ?? []) ruleCounts.set(rule.chain, (ruleCounts.get(rule.chain) ?? 0) + 1);
+  for (const [name, body] of wanted.objects) {
+    if (!name.startsWith('chain ') && !name.startsWith('set ') && !name.startsWith('map ')) continue;
+    if (!live.has(name)) {
+      problems.push(`${name} is missing`);
+      continue;
+    }
+    if (name.startsWith('chain ')) {
+      const [held, rules] = [ruleCounts.get(String(body.name)) ?? 0, wanted.rules.get(String(body.name))?.length ?? 0];
+      if (held !== rules) problems.push(`${name} has ${held} rules, expected ${rules}`);
+      continue;
+    }
+    const elements = table?.elements[String(body.name)];
+    if (!elements) continue; // not a simple mappings' map or set: its elements are left to the full comparison
+    const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
+    if (elements.length !== wantedElements.length) problems.push(`${name} has ${elements.length} elements, expected ${wantedElements.length}`);
+    for (const element of missingElements(wantedElements, elements)) problems.push(`${name} element missing or different: ${display(element)}`);
+  }
+  for (const name of live) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
+  return problems;
+}
