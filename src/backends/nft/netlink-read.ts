@@ -196,6 +196,22 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
   return [{ elem }, valueOf(data)];
 }
 
+/**
+ * The elements of one NFT_MSG_NEWSETELEM message of a dump (struct nfgenmsg, then
+ * NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3: a list of NFTA_LIST_ELEM 1) of the simple
+ * mappings' map or set `name`, as nft's JSON lists them.
+ */
+export function decodeElementMessage(data: Buffer, name: string): RawElement[] {
+  const layout = simpleLayout(name);
+  if (!layout) throw new Error(`internal: ${name} holds no simple mappings`);
+  const out: RawElement[] = [];
+  eachAttribute(data, 4, data.length, (type, from, to) => {
+    if (type !== 3) return;
+    eachAttribute(data, from, to, (t, f, e) => void (t === 1 && out.push(decodeElement(data, f, e, layout, name))));
+  });
+  return out;
+}
+
 interface Message { type: number; data: Buffer }
 interface Socket {
   request(type: number, data: Uint8Array, options: { flags: number }): Promise<[Message[], unknown]>;
@@ -264,17 +280,10 @@ export async function readRawTable(): Promise<RawTable | null> {
       });
     const elements: Record<string, RawElement[]> = {};
     for (const name of [...maps, ...sets]) {
-      const layout = simpleLayout(name);
-      if (!layout) continue;
+      if (!simpleLayout(name)) continue;
       const list: RawElement[] = [];
-      // NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3 (a list of NFTA_LIST_ELEM 1), after struct nfgenmsg.
       const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
-      for (const { data } of messages) {
-        eachAttribute(data, 4, data.length, (type, from, to) => {
-          if (type !== 3) return;
-          eachAttribute(data, from, to, (t, f, e) => void (t === 1 && list.push(decodeElement(data, f, e, layout, name))));
-        });
-      }
+      for (const { data } of messages) list.push(...decodeElementMessage(data, name));
       elements[name] = list;
     }
     return { chains, sets, maps, rules, elements };
