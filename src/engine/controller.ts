@@ -618,8 +618,9 @@ export class Controller {
     try {
       const entry: Omit<Generation, 'generation' | 'time'> = { backend: this.backend.name, hash, stamp, kind: 'apply', config };
       // The listing is kept only while small: status then shows drift line by line (docs/operations.md).
-      const listing = after?.normalized ?? '';
-      if (listing.length <= maxKeptListing) entry.live = listing;
+      // A listing's text is never 4x its normalized form: a big one is not normalized at all (docs/performance.md).
+      const listing = !after ? '' : after.raw.length <= 4 * maxKeptListing ? after.normalized : undefined;
+      if (listing !== undefined && listing.length <= maxKeptListing) entry.live = listing;
       generation = await this.state.record(entry);
     } catch (error) {
       this.progress('recording failed: restoring the previous ruleset');
