@@ -239,7 +239,7 @@ const request = (...attrs: Buffer[]): Buffer => Buffer.concat([Buffer.from([NFPR
 function openSocket(): Socket {
   const require = createRequire(import.meta.url);
   const { createNetlink } = require('netlink') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
-  return createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 256 << 10 });
+  return createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 });
 }
 
 async function dump(socket: Socket, type: number, payload: Buffer): Promise<Map<number, Buffer[]>[]> {
@@ -249,6 +249,20 @@ async function dump(socket: Socket, type: number, payload: Buffer): Promise<Map<
 
 /** Reads natctl's table (null: the kernel holds none) in this process's namespace. */
 export async function readRawTable(): Promise<RawTable | null> {
+  const elements: Record<string, RawElement[]> = {};
+  const table = await readRawTableInto((name, decoded) => {
+    const list = (elements[name] ??= []);
+    for (const element of decoded) list.push(element);
+  });
+  return table && { ...table, elements };
+}
+
+/**
+ * readRawTable, handing each dump message's elements to `sink` as they are decoded (by set
+ * name, every simple mappings' set at least once) instead of keeping them: the worker prints
+ * them as they come, so its memory stays that of one message.
+ */
+export async function readRawTableInto(sink: (name: string, elements: RawElement[]) => void): Promise<Omit<RawTable, 'elements'> | null> {
   const socket = openSocket();
   try {
     const table = cString(tableName);
@@ -278,15 +292,16 @@ export async function readRawTable(): Promise<RawTable | null> {
         if (comment !== undefined) rule.comment = comment;
         return rule;
       });
-    const elements: Record<string, RawElement[]> = {};
     for (const name of [...maps, ...sets]) {
       if (!simpleLayout(name)) continue;
-      const list: RawElement[] = [];
+      sink(name, []);
       const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
-      for (const { data } of messages) list.push(...decodeElementMessage(data, name));
-      elements[name] = list;
+      for (let i = 0; i < messages.length; i++) {
+        sink(name, decodeElementMessage(messages[i]!.data, name));
+        messages[i] = undefined as unknown as Message; // this message's buffer may go now
+      }
     }
-    return { chains, sets, maps, rules, elements };
+    return { chains, sets, maps, rules };
   } finally {
     socket.close();
   }
@@ -306,6 +321,7 @@ export function rawTableReader(runner: Runner): () => Promise<RawTable | null> {
   return async () => {
     const result = await runner.run(process.execPath, [workerScript]);
     if (result.exitCode !== 0) throw new Error(result.stderr.trim() || 'the netlink reader failed');
-    return JSON.parse(result.stdout) as RawTable | null;
+    const { elements, table } = JSON.parse(result.stdout) as { elements: Record<string, RawElement[]>; table: Omit<RawTable, 'elements'> | null };
+    return table && { ...table, elements };
   };
 }
