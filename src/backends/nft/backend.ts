@@ -222,10 +222,12 @@ export class NftBackend implements Backend {
     const plan = this.planOf(delta);
     await this.loadText(plan.main, false);
     if (!plan.cleanup) return;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // Backing off up to ~1.3 s in all (kube-proxy leaves such chains for a sync at least a
+    // second later); a 6.2+ kernel takes the first attempt.
+    for (const wait of [10, 20, 40, 80, 160, 320, 640, 0]) {
       const result = await this.transport.run(plan.cleanup, { check: false });
       if (result.exitCode === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
+      if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
