@@ -18,7 +18,25 @@ import { canonicalIp, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
 import { diffModels } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
-import { openHostNetwork } from './network.js';
+import { type HostNetwork, openHostNetwork } from './network.js';
+
+/** The mappings an apply changed: a changed mapping is in both, its old form in removed, its new one in added. */
+export interface MappingChanges {
+  added: Mapping[];
+  removed: Mapping[];
+}
+
+/** The changes between two models, by diffModels (what a plan calls +, - and ~); none for the same object. */
+export function mappingChanges(before: Model | undefined, after: Model): MappingChanges {
+  const changes: MappingChanges = { added: [], removed: [] };
+  if (before === after) return changes;
+  for (const change of diffModels(before, after).changes) {
+    if (change.kind !== 'mapping') continue;
+    if (change.op !== 'add') changes.removed.push(change.before as Mapping);
+    if (change.op !== 'remove') changes.added.push(change.after as Mapping);
+  }
+  return changes;
+}
 
 type DatagramProto = 'udp' | 'sctp';
 
@@ -56,10 +74,14 @@ const datagram = (m: Mapping): m is Mapping & { proto: DatagramProto } => m.prot
  * without a host IP (not needed, and may be empty, when no such mapping was added).
  */
 export function staleFlowFilters(before: Model | undefined, after: Model, local: LocalAddress[] = []): StaleFlowFilter[] {
+  return staleFlowFiltersFor(mappingChanges(before, after), local);
+}
+
+/** The flows to clear for these changes (see staleFlowFilters). */
+export function staleFlowFiltersFor(changes: MappingChanges, local: LocalAddress[] = []): StaleFlowFilter[] {
   const filters: StaleFlowFilter[] = [];
-  const changes = diffModels(before, after).changes.filter((c) => c.kind === 'mapping');
   // Mappings that changed or went away: exactly what a plan calls ~ and -.
-  for (const mapping of changes.flatMap((c) => (c.op !== 'add' ? [c.before as Mapping] : []))) {
+  for (const mapping of changes.removed) {
     if (!datagram(mapping)) continue;
     for (const target of mapping.targets) {
       const filter: StaleFlowFilter = { family: mapping.family, proto: mapping.proto, ports: mapping.hostPorts, replySource: target.addr };
@@ -69,7 +91,7 @@ export function staleFlowFilters(before: Model | undefined, after: Model, local:
   }
   // Mappings that were added or changed (+ and ~): flows to the host port that the new DNAT
   // would now catch. A wildcard mapping never captures loopback (docs/ruleset.md).
-  for (const mapping of changes.flatMap((c) => (c.op !== 'remove' ? [c.after as Mapping] : []))) {
+  for (const mapping of changes.added) {
     if (!datagram(mapping)) continue;
     const hostIps = mapping.hostIp !== undefined
       ? [mapping.hostIp]
@@ -113,26 +135,35 @@ export function deleteArgs(flow: Flow): string[] {
 }
 
 /** The host's addresses, read only when an added datagram mapping has no host IP. */
-async function localAddresses(runner: Runner, before: Model | undefined, after: Model): Promise<LocalAddress[]> {
-  const needed = diffModels(before, after).changes.some((c) => c.kind === 'mapping' && c.op !== 'remove' && datagram(c.after as Mapping) && (c.after as Mapping).hostIp === undefined);
-  if (!needed) return [];
-  const host = await openHostNetwork(runner);
+async function localAddresses(runner: Runner, changes: MappingChanges, host: HostNetwork | undefined): Promise<LocalAddress[]> {
+  if (!changes.added.some((m) => datagram(m) && m.hostIp === undefined)) return [];
+  const network = host ?? (await openHostNetwork(runner));
   try {
-    return (await host.addresses()).map((a) => ({ family: a.family, address: a.address }));
+    return (await network.addresses()).map((a) => ({ family: a.family, address: a.address }));
   } finally {
-    host.close();
+    if (!host) network.close();
   }
 }
 
+export interface ClearOptions {
+  /** The mappings that changed, when the caller knows them (else diffModels of the two models). */
+  changes?: MappingChanges;
+  /** An open host network to read the addresses from (else one is opened and closed here). */
+  host?: HostNetwork;
+}
+
 /** Deletes flows that an apply redirects (see the top of this file); returns warnings, never throws. */
-export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model): Promise<string[]> {
+export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model, options: ClearOptions = {}): Promise<string[]> {
+  const changes = options.changes ?? mappingChanges(before, after);
+  // Only UDP and SCTP flows are ever cleared: no change of those, no conntrack work at all.
+  if (!changes.added.some(datagram) && !changes.removed.some(datagram)) return [];
   let local: LocalAddress[] = [];
   try {
-    local = await localAddresses(runner, before, after);
+    local = await localAddresses(runner, changes, options.host);
   } catch (error) {
     return [`the host's addresses could not be read (${(error as Error).message}); existing UDP/SCTP flows to new mappings were not cleared`];
   }
-  const filters = staleFlowFilters(before, after, local);
+  const filters = staleFlowFiltersFor(changes, local);
   const warnings: string[] = [];
   const kinds = [...new Set(filters.map((f) => `${f.family} ${f.proto}`))];
   for (const kind of kinds) {

@@ -10,28 +10,33 @@ import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runner } from '../backends/exec.js';
 import { cidrContains } from '../config/addr.js';
-import { type Model, loopbackNetworks, undeclaredTargets } from '../model/model.js';
+import type { Model } from '../model/model.js';
 import { type HostNetwork, type LinkInfo, openHostNetwork } from './network.js';
+import { hostView, undeclaredTargetsOf } from './view.js';
 
 export interface PrepareOptions {
   /** Where the interfaces' route_localnet values from before natctl are kept. */
   stateDir?: string;
+  /** An open host network to use (else one is opened and closed here). */
+  host?: HostNetwork;
 }
 
 /** Returns warnings; never throws for a missing interface (workloads may come later). */
 export async function prepareHost(runner: Runner, model: Model, options: PrepareOptions = {}): Promise<string[]> {
   const warnings: string[] = [];
   const missing = new Set<string>();
-  const undeclared = undeclaredTargets(model);
+  // From the model's host view (view.ts): no pass over every mapping on each apply.
+  const view = hostView(model);
+  const undeclared = undeclaredTargetsOf(model, view);
   if (model.networks.length || undeclared.length) {
-    const host = await openHostNetwork(runner);
+    const host = options.host ?? (await openHostNetwork(runner));
     try {
       await setHairpinModes(host, model, undeclared, missing, warnings);
     } finally {
-      host.close();
+      if (!options.host) host.close();
     }
   }
-  const needed = loopbackNetworks(model).filter((n) => !missing.has(n));
+  const needed = [...view.loopback.keys()].filter((n) => !missing.has(n));
   warnings.push(...(await routeLocalnet(runner, needed, options.stateDir)));
   return warnings;
 }
