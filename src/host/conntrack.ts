@@ -11,13 +11,16 @@
 // destination). TCP is left alone: its connections end by themselves and new ones follow the
 // new ruleset.
 //
-// The table is listed once per family and protocol (`conntrack -L`), matched here, and only
-// the matching flows are deleted one by one: a port range costs no more than a single port.
+// The table is listed once per family and protocol, matched here, and only the matching flows
+// are deleted one by one: a port range costs no more than a single port. In process over
+// ctnetlink where the host network has it (flows.ts, netlink.ts), else with the `conntrack`
+// command (`-L`, `-D`); the command also takes over when ctnetlink fails.
 import type { Runner } from '../backends/exec.js';
 import { canonicalIp, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
 import { diffModels } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
+import { type DatagramProto, type Flow, deleteArgs, listArgs, parseFlows } from './flows.js';
 import { type HostNetwork, openHostNetwork } from './network.js';
 
 /** The mappings an apply changed: a changed mapping is in both, its old form in removed, its new one in added. */
@@ -38,7 +41,7 @@ export function mappingChanges(before: Model | undefined, after: Model): Mapping
   return changes;
 }
 
-type DatagramProto = 'udp' | 'sctp';
+export { type Flow, deleteArgs, listArgs, parseFlows } from './flows.js';
 
 export interface StaleFlowFilter {
   family: 4 | 6;
@@ -54,17 +57,6 @@ export interface StaleFlowFilter {
 export interface LocalAddress {
   family: 4 | 6;
   address: string;
-}
-
-/** One conntrack entry: its original tuple and the source of its reply tuple. */
-export interface Flow {
-  family: 4 | 6;
-  proto: DatagramProto;
-  src: string;
-  dst: string;
-  sport: number;
-  dport: number;
-  replySrc: string;
 }
 
 const datagram = (m: Mapping): m is Mapping & { proto: DatagramProto } => m.proto === 'udp' || m.proto === 'sctp';
@@ -101,37 +93,11 @@ export function staleFlowFiltersFor(changes: MappingChanges, local: LocalAddress
   return filters;
 }
 
-/** Parses `conntrack -L` output: the first src/dst/sport/dport are the original tuple, the second src the reply's. */
-export function parseFlows(text: string, family: 4 | 6, proto: DatagramProto): Flow[] {
-  const flows: Flow[] = [];
-  for (const line of text.split('\n')) {
-    const values = (key: string): string[] => [...line.matchAll(new RegExp(`(?:^|\\s)${key}=(\\S+)`, 'g'))].map((m) => m[1] ?? '');
-    const [src, replySrc] = values('src');
-    const [dst] = values('dst');
-    const [sport] = values('sport');
-    const [dport] = values('dport');
-    if (!src || !dst || !replySrc || !sport || !dport) continue;
-    flows.push({ family, proto, src: canonicalIp(src) ?? src, dst: canonicalIp(dst) ?? dst, sport: Number(sport), dport: Number(dport), replySrc: canonicalIp(replySrc) ?? replySrc });
-  }
-  return flows;
-}
-
 export function flowMatches(flow: Flow, filter: StaleFlowFilter): boolean {
   return flow.family === filter.family && flow.proto === filter.proto
     && flow.dport >= filter.ports.from && flow.dport <= filter.ports.to
     && (filter.hostIps === undefined || filter.hostIps.includes(flow.dst))
     && (filter.replySource === undefined || filter.replySource === flow.replySrc);
-}
-
-const familyArg = (family: 4 | 6): string => (family === 4 ? 'ipv4' : 'ipv6');
-
-export function listArgs(family: 4 | 6, proto: DatagramProto): string[] {
-  return ['-L', '-f', familyArg(family), '-p', proto];
-}
-
-/** Deletes exactly one flow, by its original tuple. */
-export function deleteArgs(flow: Flow): string[] {
-  return ['-D', '-f', familyArg(flow.family), '-p', flow.proto, '--orig-src', flow.src, '--orig-dst', flow.dst, '--orig-port-src', String(flow.sport), '--orig-port-dst', String(flow.dport)];
 }
 
 /** The host's addresses, read only when an added datagram mapping has no host IP. */
@@ -169,13 +135,27 @@ export async function clearStaleFlows(runner: Runner, before: Model | undefined,
   for (const kind of kinds) {
     const [familyText, proto] = kind.split(' ') as [string, DatagramProto];
     const family = Number(familyText) as 4 | 6;
+    const ours = filters.filter((f) => f.family === family && f.proto === proto);
+    const kernel = options.host?.conntrack;
+    if (kernel) {
+      const listed = await kernel.list(family, proto).catch(() => undefined);
+      if (listed) {
+        for (const flow of listed.filter((f) => ours.some((filter) => flowMatches(f, filter)))) {
+          const failed = await kernel.remove(flow).then(() => undefined, (error: unknown) => (error as Error).message);
+          if (failed !== undefined) {
+            warnings.push(`clearing a ${proto} flow to port ${flow.dport} failed: ${failed}`);
+            break;
+          }
+        }
+        continue;
+      }
+    }
     try {
       const listed = await runner.run('conntrack', listArgs(family, proto));
       if (listed.exitCode !== 0) {
         warnings.push(`listing ${proto} flows failed (${listed.stderr.trim()}); flows redirected by this apply were not cleared`);
         continue;
       }
-      const ours = filters.filter((f) => f.family === family && f.proto === proto);
       for (const flow of parseFlows(listed.stdout, family, proto).filter((f) => ours.some((filter) => flowMatches(f, filter)))) {
         // Exit 1 with "0 flow entries" means the flow ended meanwhile: fine.
         const result = await runner.run('conntrack', deleteArgs(flow));

@@ -6,8 +6,9 @@
 import { createRequire } from 'node:module';
 import type { Cidr, Family } from '../config/addr.js';
 import { bigToIp } from '../config/addr.js';
+import { CT_DELETE, CT_GET, type Flow, NETLINK_NETFILTER, ctDeleteRequest, ctDumpRequest, parseCtMessage } from './flows.js';
 import type { Listener } from './listeners.js';
-import type { AddressInfo, HostNetwork, LinkInfo, PortRef } from './network.js';
+import type { AddressInfo, FlowTable, HostNetwork, LinkInfo, PortRef } from './network.js';
 import { inNetns } from './netns.js';
 import { NETLINK_SOCK_DIAG, SOCK_DIAG_BY_FAMILY, inetDiagRequest, parseInetDiag } from './sock-diag.js';
 
@@ -95,8 +96,27 @@ export function netlinkHost(netns?: string): HostNetwork {
       return listener ? [listener] : [];
     });
   };
+  let ct: PlainSocket | undefined;
+  const conntrack: FlowTable = {
+    async list(family, proto): Promise<Flow[]> {
+      ct ??= inNetns(netns, () => netlink.createNetlink(NETLINK_NETFILTER));
+      const [messages] = await ct.request(CT_GET, ctDumpRequest(family), { flags: NLM_F_DUMP });
+      return messages.flatMap((m) => {
+        const flow = parseCtMessage(m.data, proto);
+        return flow ? [flow] : [];
+      });
+    },
+    async remove(flow): Promise<void> {
+      ct ??= inNetns(netns, () => netlink.createNetlink(NETLINK_NETFILTER));
+      // ENOENT: the flow ended meanwhile (`conntrack -D` says "0 flow entries").
+      await ct.request(CT_DELETE, ctDeleteRequest(flow)).catch((error: unknown) => {
+        if (!/ENOENT/.test((error as Error).message)) throw error;
+      });
+    },
+  };
   return {
     via: 'netlink',
+    conntrack,
     async links(): Promise<LinkInfo[]> {
       const links = await rt.getLinks();
       const names = new Map(links.map((l) => [l.data.index, l.attrs.ifname ?? '']));
@@ -137,6 +157,7 @@ export function netlinkHost(netns?: string): HostNetwork {
     close: () => {
       rt.socket.close();
       diag?.close();
+      ct?.close();
     },
   };
 }

@@ -14,6 +14,7 @@ import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import type { Runner } from '../backends/exec.js';
 import { type Cidr, type Family, parseCidr } from '../config/addr.js';
+import type { Flow } from './flows.js';
 import { type Listener, parseListeners } from './listeners.js';
 import { canEnterNetns } from './netns.js';
 
@@ -47,7 +48,16 @@ export interface HostNetwork {
   localRoutes(): Promise<Cidr[]>;
   /** Listening TCP and unconnected UDP sockets (`ss -l -t -u`), both families, without their processes. */
   listeners(protos: ('tcp' | 'udp')[]): Promise<Listener[]>;
+  /** Conntrack in process (ctnetlink), where this way has it; else conntrack.ts runs the `conntrack` command. */
+  readonly conntrack?: FlowTable;
   close(): void;
+}
+
+export interface FlowTable {
+  /** The flows of one family and protocol. */
+  list(family: 4 | 6, proto: Flow['proto']): Promise<Flow[]>;
+  /** Deletes one flow by its original tuple; a flow that ended meanwhile is no error. */
+  remove(flow: Flow): Promise<void>;
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -146,6 +156,9 @@ function withFallback(primary: HostNetwork, fallback: HostNetwork): HostNetwork 
   return {
     get via() {
       return current.via;
+    },
+    get conntrack() {
+      return current.conntrack;
     },
     links: () => attempt((h) => h.links()),
     addresses: () => attempt((h) => h.addresses()),

@@ -10,8 +10,9 @@ import { clearStaleFlows, mappingChanges } from '../../src/host/conntrack.js';
 import { localFindings } from '../../src/host/local-checks.js';
 import type { Listener } from '../../src/host/listeners.js';
 import { type RouteMessage, localRouteCidrs } from '../../src/host/netlink.js';
-import type { HostNetwork } from '../../src/host/network.js';
+import type { FlowTable, HostNetwork } from '../../src/host/network.js';
 import { inetDiagRequest, listeningStates, parseInetDiag } from '../../src/host/sock-diag.js';
+import { type Flow, CT_DELETE, ctDeleteRequest, parseCtMessage } from '../../src/host/flows.js';
 import { type HostView, hostView } from '../../src/host/view.js';
 import { buildModel } from '../../src/model/build.js';
 
@@ -188,5 +189,48 @@ describe('conntrack work in proportion to the changes', () => {
     await clearStaleFlows(runner, model, udp, { host, changes: { added: [udp.mappings[2]!], removed: [] } });
     expect(runner.calls).toEqual(['conntrack -L -f ipv4 -p udp']);
     expect(host.asked).toEqual(['addresses']);
+  });
+});
+
+describe('ctnetlink messages', () => {
+  const flow: Flow = { family: 4, proto: 'udp', src: '198.18.0.2', dst: '198.18.0.1', sport: 40000, dport: 53, replySrc: '198.18.1.2' };
+
+  it('deletes one flow by its original tuple (nfgenmsg, then CTA_TUPLE_ORIG with its IP and protocol parts)', () => {
+    expect(CT_DELETE).toBe(0x102);
+    expect(ctDeleteRequest(flow).toString('hex')).toBe([
+      '02000000', // nfgenmsg: AF_INET, NFNETLINK_V0, res_id 0
+      '34000180', // CTA_TUPLE_ORIG, nested, 52 bytes
+      '14000180', '08000100c6120002', '08000200c6120001', // CTA_TUPLE_IP: V4_SRC, V4_DST
+      '1c000280', '0500010011000000', '060002009c400000', '0600030000350000', // CTA_TUPLE_PROTO: NUM 17, SRC_PORT 40000, DST_PORT 53
+    ].join(''));
+  });
+
+  it('reads a dumped flow back: original tuple and reply source, of the protocol asked for only', () => {
+    for (const f of [flow, { ...flow, family: 6 as const, proto: 'sctp' as const, src: 'fd00::2', dst: 'fd00::1', replySrc: 'fd00:1::2' }]) {
+      const orig = ctDeleteRequest(f);
+      const reply = ctDeleteRequest({ ...f, src: f.replySrc, dst: f.src, sport: f.dport, dport: f.sport }).subarray(4);
+      reply.writeUInt16LE(0x8002, 2); // CTA_TUPLE_REPLY
+      const message = Buffer.concat([orig, reply]);
+      expect(parseCtMessage(message, f.proto)).toEqual(f);
+      expect(parseCtMessage(message, f.proto === 'udp' ? 'sctp' : 'udp')).toBeUndefined();
+    }
+    expect(parseCtMessage(Buffer.from([2, 0, 0, 0]), 'udp')).toBeUndefined();
+  });
+
+  it('clears matching flows through the kernel table without the conntrack command, and falls back to it when listing fails', async () => {
+    const model = config(new Map([[0, 1]]));
+    const udp = config(new Map([[0, 1], [3, 1]])); // m3: udp 2030, no host IP
+    const changes = { added: [udp.mappings[1]!], removed: [] };
+    const mine: Flow = { family: 4, proto: 'udp', src: '198.19.9.9', dst: '198.18.0.1', sport: 4000, dport: 2030, replySrc: '198.18.0.1' };
+    const other: Flow = { ...mine, dport: 2031 };
+    const removed: Flow[] = [];
+    const table: FlowTable = { list: async () => [mine, other], remove: async (f) => void removed.push(f) };
+    const runner = recordingRunner();
+    expect(await clearStaleFlows(runner, model, udp, { changes, host: { ...fakeHost([]), conntrack: table } })).toEqual([]);
+    expect(removed).toEqual([mine]);
+    expect(runner.calls).toEqual([]);
+    const broken: FlowTable = { list: async () => Promise.reject(new Error('Request rejected: EPROTONOSUPPORT')), remove: async () => undefined };
+    await clearStaleFlows(runner, model, udp, { changes, host: { ...fakeHost([]), conntrack: broken } });
+    expect(runner.calls).toEqual(['conntrack -L -f ipv4 -p udp']);
   });
 });
