@@ -42,6 +42,20 @@ interface NetlinkModule {
 }
 
 const NLM_F_DUMP = 0x300;
+
+/**
+ * Runs calls on one socket one after the other. The kernel runs one dump per netlink socket at
+ * a time, and the `netlink` package reassembles one multipart answer at a time: two dumps in
+ * flight on one socket interleave and fail ("Multipart message not terminated properly").
+ */
+function serial(): <T>(call: () => Promise<T>) => Promise<T> {
+  let tail: Promise<unknown> = Promise.resolve();
+  return <T>(call: () => Promise<T>): Promise<T> => {
+    const next = tail.then(call, call);
+    tail = next.catch(() => undefined);
+    return next;
+  };
+}
 const RT_TABLE_LOCAL = 255;
 const RTN_LOCAL = 2;
 
@@ -86,30 +100,40 @@ export function localRouteCidrs(routes: RouteMessage[]): Cidr[] {
 export function netlinkHost(netns?: string): HostNetwork {
   const require = createRequire(import.meta.url);
   const netlink = require('netlink') as NetlinkModule;
-  const rt = inNetns(netns, () => netlink.createRtNetlink());
+  const rtSocket = inNetns(netns, () => netlink.createRtNetlink());
+  const onRt = serial();
+  const rt = {
+    getLinks: (data?: { family: number }) => onRt(() => rtSocket.getLinks(data)),
+    getAddresses: () => onRt(() => rtSocket.getAddresses()),
+    getRoutes: (data: { family: number }) => onRt(() => rtSocket.getRoutes(data)),
+    request: (type: number, data: Uint8Array) => onRt(() => rtSocket.request(type, data)),
+  };
   let diag: PlainSocket | undefined;
+  const onDiag = serial();
   const dump = async (family: 4 | 6, proto: 'tcp' | 'udp'): Promise<Listener[]> => {
-    diag ??= inNetns(netns, () => netlink.createNetlink(NETLINK_SOCK_DIAG));
-    const [messages] = await diag.request(SOCK_DIAG_BY_FAMILY, inetDiagRequest(family, proto), { flags: NLM_F_DUMP });
+    const socket = (diag ??= inNetns(netns, () => netlink.createNetlink(NETLINK_SOCK_DIAG)));
+    const [messages] = await onDiag(() => socket.request(SOCK_DIAG_BY_FAMILY, inetDiagRequest(family, proto), { flags: NLM_F_DUMP }));
     return messages.flatMap((m) => {
       const listener = m.type === SOCK_DIAG_BY_FAMILY ? parseInetDiag(m.data, proto) : undefined;
       return listener ? [listener] : [];
     });
   };
   let ct: PlainSocket | undefined;
+  const onCt = serial();
+  const ctSocket = (): PlainSocket => (ct ??= inNetns(netns, () => netlink.createNetlink(NETLINK_NETFILTER)));
   const conntrack: FlowTable = {
     async list(family, proto): Promise<Flow[]> {
-      ct ??= inNetns(netns, () => netlink.createNetlink(NETLINK_NETFILTER));
-      const [messages] = await ct.request(CT_GET, ctDumpRequest(family), { flags: NLM_F_DUMP });
+      const socket = ctSocket();
+      const [messages] = await onCt(() => socket.request(CT_GET, ctDumpRequest(family), { flags: NLM_F_DUMP }));
       return messages.flatMap((m) => {
         const flow = parseCtMessage(m.data, proto);
         return flow ? [flow] : [];
       });
     },
     async remove(flow): Promise<void> {
-      ct ??= inNetns(netns, () => netlink.createNetlink(NETLINK_NETFILTER));
+      const socket = ctSocket();
       // ENOENT: the flow ended meanwhile (`conntrack -D` says "0 flow entries").
-      await ct.request(CT_DELETE, ctDeleteRequest(flow)).catch((error: unknown) => {
+      await onCt(() => socket.request(CT_DELETE, ctDeleteRequest(flow))).catch((error: unknown) => {
         if (!/ENOENT/.test((error as Error).message)) throw error;
       });
     },
@@ -155,7 +179,7 @@ export function netlinkHost(netns?: string): HostNetwork {
       return (await Promise.all(dumps)).flat();
     },
     close: () => {
-      rt.socket.close();
+      rtSocket.socket.close();
       diag?.close();
       ct?.close();
     },

@@ -49,19 +49,23 @@ describe.runIf(enabled)('host network inspection', () => {
     expect(routes).toEqual((await viaIp.localRoutes()).map(routeKey).sort());
     expect(routes).toContain('198.18.7.1/32');
     expect(routes).toContain('fd00:7::1/128');
+    // Still the way it started: no call failed over to iproute2 behind the comparison's back.
+    expect(viaNetlink.via).toBe(expectedVia);
     viaNetlink.close();
   });
 
   it('netlink (sock_diag) and ss agree on listening TCP and UDP sockets, both families', async () => {
     const runner = createRunner(netns);
     // Listeners held open inside the namespace for the length of the test.
+    // "ready" once every socket is bound (listen and bind complete asynchronously).
     const script = [
-      "const net = require('net'), dgram = require('dgram');",
-      "net.createServer().listen(7001, '198.18.7.1');",
-      "net.createServer().listen({ port: 7002, host: '::', ipv6Only: false });",
-      "dgram.createSocket('udp4').bind(7003, '0.0.0.0');",
-      "dgram.createSocket({ type: 'udp6', ipv6Only: true }).bind(7004, 'fd00:7::1');",
-      "setTimeout(() => process.exit(0), 60000); console.log('ready');",
+      "const net = require('net'), dgram = require('dgram'); let left = 4;",
+      "const done = () => { if (--left === 0) console.log('ready'); };",
+      "net.createServer().listen(7001, '198.18.7.1', done);",
+      "net.createServer().listen({ port: 7002, host: '::', ipv6Only: false }, done);",
+      "dgram.createSocket('udp4').bind(7003, '0.0.0.0', done);",
+      "dgram.createSocket({ type: 'udp6', ipv6Only: true }).bind(7004, 'fd00:7::1', done);",
+      'setTimeout(() => process.exit(0), 60000);',
     ].join(' ');
     const server = execa('ip', ['netns', 'exec', netns, process.execPath, '-e', script]);
     try {
@@ -72,6 +76,7 @@ describe.runIf(enabled)('host network inspection', () => {
       const viaNetlink = await openHostNetwork(runner);
       const key = (l: { proto: string; addr?: string; port: number }) => `${l.proto} ${l.addr ?? '*'} ${l.port}`;
       const found = (await viaNetlink.listeners(['tcp', 'udp'])).map(key).sort();
+      expect(viaNetlink.via).toBe(expectedVia);
       viaNetlink.close();
       expect(found).toEqual((await ipHost(runner).listeners(['tcp', 'udp'])).map(key).sort());
       expect(found).toEqual(['tcp * 7002', 'tcp 198.18.7.1 7001', 'udp * 7003', 'udp fd00:7::1 7004']);
