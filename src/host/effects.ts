@@ -32,8 +32,12 @@ export async function hostEffects(runner: Runner, before: Model | undefined, aft
   let host: HostNetwork | undefined;
   if (after.mappings.length || after.networks.length) host = await openHostNetwork(runner);
   try {
-    const local = await localWarnings(runner, after, host);
-    const prepared = await prepareHost(runner, after, { stateDir: options.stateDir, ...(host ? { host } : {}) });
+    // Independent (the checks only read; prep sets hairpin and route_localnet): side by side,
+    // their dumps overlap on their own sockets. Warnings keep their order.
+    const [local, prepared] = await Promise.all([
+      localWarnings(runner, after, host),
+      prepareHost(runner, after, { stateDir: options.stateDir, ...(host ? { host } : {}) }),
+    ]);
     const flows = await clearStaleFlows(runner, before, after, { changes, ...(host ? { host } : {}) });
     return [...local, ...prepared, ...flows];
   } finally {
