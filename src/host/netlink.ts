@@ -99,7 +99,12 @@ export function localRouteCidrs(routes: RouteMessage[]): Cidr[] {
  */
 export function netlinkHost(netns?: string): HostNetwork {
   const require = createRequire(import.meta.url);
-  const netlink = require('netlink') as NetlinkModule;
+  // Only the two modules used: the package's index also loads its nl80211, WireGuard and
+  // generic-netlink code, tens of ms of a CLI run's start (the package has no exports map).
+  const netlink: NetlinkModule = {
+    createRtNetlink: (require('netlink/dist/rt/rt.js') as Pick<NetlinkModule, 'createRtNetlink'>).createRtNetlink,
+    createNetlink: (require('netlink/dist/netlink.js') as Pick<NetlinkModule, 'createNetlink'>).createNetlink,
+  };
   const rtSocket = inNetns(netns, () => netlink.createRtNetlink());
   const onRt = serial();
   const rt = {
