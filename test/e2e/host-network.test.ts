@@ -2,6 +2,7 @@
 // opened inside the namespace by natctl's addon, or in a worker inside it without the addon)
 // and the iproute2/ss fallback must see the same links, addresses, hairpin state, local routes
 // and listening sockets, and all must be able to turn hairpin mode on.
+import { readlinkSync, statSync } from 'node:fs';
 import { execa } from 'execa';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner } from '../../src/backends/exec.js';
@@ -98,6 +99,24 @@ describe.runIf(enabled)('host network inspection', () => {
     await ipHost(runner).setHairpin(await port('p2'));
     expect(await hairpinOf('p2')).toBe(true);
     expect((await ipHost(runner).links()).find((l) => l.name === 'p1')?.hairpin).toBe(true);
+  });
+
+  // The addon's setns on the calling thread (native/src/natctl_nft.cc, withNetns): inside the
+  // namespace for the callback, back where it was afterwards, whether the callback returned or threw.
+  it.runIf(loadNativeBinding()?.withNetns !== undefined)('withNetns enters the namespace for the callback only', () => {
+    const binding = loadNativeBinding()!;
+    const own = readlinkSync('/proc/thread-self/ns/net');
+    const inside = binding.withNetns!(netns, () => readlinkSync('/proc/thread-self/ns/net'));
+    expect(inside).toBe(`net:[${statSync(`/run/netns/${netns}`).ino}]`);
+    expect(inside).not.toBe(own);
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(own);
+    expect(() => binding.withNetns!(netns, () => {
+      throw new Error('boom');
+    })).toThrow('boom');
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(own);
+    expect(() => binding.withNetns!('nc-no-such-netns', () => 1)).toThrow(/cannot open \/run\/netns\/nc-no-such-netns/);
+    expect(() => binding.withNetns!('../x', () => 1)).toThrow(/not a network namespace name/);
+    expect(readlinkSync('/proc/thread-self/ns/net')).toBe(own);
   });
 
   it('falls back to iproute2 when told not to use netlink', async () => {
