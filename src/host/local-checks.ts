@@ -91,7 +91,8 @@ export async function localFindings(runner: Runner, model: Model, host?: HostNet
   // Every mapping is looked at only when a listener sits on a published port.
   const candidates = quick.filter((l) => publishes(view, l.proto, l.port));
   const clashes = candidates.length > 0 && model.mappings.some((m) => candidates.some((l) => listenerClashes(m, l)));
-  const open = clashes ? await listeners(runner, host, view, true) : [];
+  if (!clashes) return findings;
+  const open = await listeners(runner, host, view, true);
   for (const mapping of model.mappings) {
     const clash = open.find((l) => listenerClashes(mapping, l));
     if (!clash) continue;
