@@ -9,9 +9,7 @@ import { type BackendChoice, type BackendOptions, createBackend, openBackend } f
 import { parseConfigObject } from '../config/load.js';
 import type { Config, MappingConfig } from '../config/schema.js';
 import { ApplyError, ConfigError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
-import { prepareHost } from '../host/prep.js';
-import { clearStaleFlows } from '../host/conntrack.js';
-import { localWarnings } from '../host/local-checks.js';
+import { hostEffects } from '../host/effects.js';
 import type { CheckResult } from '../doctor/checks.js';
 import { buildMappingsAgainst, buildModel, MappingIndex } from '../model/build.js';
 import { type MappingChanges, sameMapping } from '../model/diff.js';
@@ -474,8 +472,7 @@ export class Controller {
    */
   private async hostEffects(before: Model | undefined, after: Model, _changes?: MappingChanges): Promise<string[]> {
     if (this.backend.touchesHost === false) return [];
-    const local = await localWarnings(this.runner, after); // hostIp not local, hostPort in use
-    return [...local, ...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
+    return hostEffects(this.runner, before, after, { stateDir: this.state.dir }); // src/host/effects.ts
   }
 
   private progress(phase: string): void {
