@@ -470,9 +470,10 @@ export class Controller {
    * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). A backend
    * without a kernel (touchesHost: false) must never reach the host's interfaces.
    */
-  private async hostEffects(before: Model | undefined, after: Model, _changes?: MappingChanges): Promise<string[]> {
+  private async hostEffects(before: Model | undefined, after: Model, changes?: MappingChanges): Promise<string[]> {
     if (this.backend.touchesHost === false) return [];
-    return hostEffects(this.runner, before, after, { stateDir: this.state.dir }); // src/host/effects.ts
+    // With the changes known, the host part costs the change (src/host/effects.ts); a no-op passes the same model twice.
+    return hostEffects(this.runner, before, after, { stateDir: this.state.dir, ...(changes ? { changes } : before === after ? { changes: { added: [], removed: [] } } : {}) });
   }
 
   private progress(phase: string): void {

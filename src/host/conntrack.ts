@@ -18,16 +18,12 @@
 import type { Runner } from '../backends/exec.js';
 import { canonicalIp, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
-import { diffModels } from '../model/diff.js';
+import { diffModels, type MappingChanges } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
 import { type DatagramProto, type Flow, deleteArgs, listArgs, parseFlows } from './flows.js';
 import { type HostNetwork, openHostNetwork } from './network.js';
 
-/** The mappings an apply changed: a changed mapping is in both, its old form in removed, its new one in added. */
-export interface MappingChanges {
-  added: Mapping[];
-  removed: Mapping[];
-}
+export type { MappingChanges } from '../model/diff.js';
 
 /** The changes between two models, by diffModels (what a plan calls +, - and ~); none for the same object. */
 export function mappingChanges(before: Model | undefined, after: Model): MappingChanges {
