@@ -14,10 +14,17 @@
 // made by others. After kIdle without calls the thread frees its context and ends, so a deleted
 // namespace is not kept alive by natctl; a namespace re-created under the same name (another
 // inode) gets a new thread.
+//
+// withNetns(name, callback) is the other half: it runs a synchronous JS callback with the
+// calling (main) thread inside /run/netns/NAME, so that a netlink socket the callback opens
+// (the `netlink` package creates and binds its socket in its constructor) belongs to that
+// namespace, without spawning a process (docs/operations.md, "Host settings").
 #include <napi.h>
 
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <pthread.h>
 #include <sched.h>
 #include <string.h>
@@ -306,8 +313,63 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   return promise;
 }
 
+// withNetns(name: string, callback: () => T): T
+// Runs `callback` synchronously with the calling thread inside /run/netns/NAME and puts the
+// thread back into the namespace it was in, whether the callback returned or threw. Safe
+// because of two kernel facts: setns(fd, CLONE_NEWNET) moves only the calling thread (libuv's
+// pool threads and the libnftables threads above keep their namespaces; a multithreaded
+// process may do this for the network namespace, unlike for the mount or user namespace),
+// and a socket keeps the namespace it was created in for its whole life, whichever thread
+// later reads or writes it. No other JS runs on this thread while the callback does. If the
+// thread cannot be put back, the process aborts: it must never go on in the wrong namespace.
+Napi::Value WithNetns(const Napi::CallbackInfo& info) {
+  Napi::Env env = info.Env();
+  if (info.Length() < 2 || !info[0].IsString() || !info[1].IsFunction()) {
+    Napi::TypeError::New(env, "withNetns(name, callback): a namespace name and a function are required").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  std::string name = info[0].As<Napi::String>().Utf8Value();
+  if (!validNetnsName(name)) {
+    Napi::TypeError::New(env, "withNetns(name, callback): name is not a network namespace name").ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  Napi::Function callback = info[1].As<Napi::Function>();
+  std::string path = "/run/netns/" + name;
+  int target = open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (target < 0) {
+    Napi::Error::New(env, "cannot open " + path + ": " + strerror(errno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  int saved = open("/proc/thread-self/ns/net", O_RDONLY | O_CLOEXEC);
+  if (saved < 0) {
+    int openErrno = errno;
+    close(target);
+    Napi::Error::New(env, std::string("cannot open /proc/thread-self/ns/net: ") + strerror(openErrno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  if (setns(target, CLONE_NEWNET) != 0) {
+    int setnsErrno = errno;
+    close(target);
+    close(saved);
+    Napi::Error::New(env, "cannot enter network namespace " + name + ": " + strerror(setnsErrno)).ThrowAsJavaScriptException();
+    return env.Undefined();
+  }
+  close(target);
+  // With C++ exceptions disabled a throwing callback returns an empty value and leaves the JS
+  // exception pending; it propagates once this function returns.
+  Napi::Value result = callback.Call(env.Undefined(), {});
+  if (setns(saved, CLONE_NEWNET) != 0) {
+    fprintf(stderr, "natctl: cannot return to the original network namespace after entering %s: %s; aborting\n", name.c_str(), strerror(errno));
+    abort();
+  }
+  close(saved);
+  if (env.IsExceptionPending() || result.IsEmpty()) return env.Undefined();
+  return result;
+}
+
 Napi::Object Init(Napi::Env env, Napi::Object exports) {
   exports.Set("run", Napi::Function::New(env, Run, "run"));
+  exports.Set("withNetns", Napi::Function::New(env, WithNetns, "withNetns"));
   exports.Set("libnftablesVersion", Napi::String::New(env, NATCTL_STR(NATCTL_LIBNFTABLES_VERSION)));
   return exports;
 }

@@ -1,6 +1,7 @@
 // What every backend does, so the engine (plan/apply/rollback) never knows which one it
 // drives: render a model, load it atomically, read the live state back.
 import type { CheckResult } from '../doctor/checks.js';
+import type { MappingChanges } from '../model/diff.js';
 import type { Family, Model } from '../model/model.js';
 
 export type BackendName = 'nft' | 'iptables-legacy' | 'fake';
@@ -122,9 +123,10 @@ export interface Backend {
   /**
    * Capability: the batch that turns the kernel from `before` (which it holds, stamped
    * `stamp.from`) into `after`, re-stamped `stamp.to`; undefined when this change needs a full
-   * load (e.g. networks, snat or block rules changed).
+   * load (e.g. networks, snat or block rules changed). `changes`, when the caller knows them
+   * (the agent API), are exactly the mappings that differ: no comparison of the whole models.
    */
-  renderDelta?(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined;
+  renderDelta?(before: Model, after: Model, stamp: { from: string; to: string }, changes?: MappingChanges): Delta | undefined;
   /** Atomically applies a delta: all or nothing. Throws (a BackendFailure) when refused: nothing changed. */
   loadDelta?(delta: Delta): Promise<void>;
   /** Reads back only what `delta` touched (and the stamp); problems found, empty when the kernel holds it. */

@@ -16,6 +16,12 @@ export interface NativeRunResult {
 export interface NativeBinding {
   /** Runs a batch or command through libnftables on a worker thread; `netns`: a thread enters /run/netns/NAME first. */
   run(input: string, options: { check?: boolean; netns?: string }): Promise<NativeRunResult>;
+  /**
+   * Runs `callback` synchronously with the calling thread inside /run/netns/NAME, then puts the
+   * thread back (aborting the process if it cannot). For sockets that must belong to a namespace
+   * (src/host/netns.ts). Optional: an addon file built before it existed lacks it.
+   */
+  withNetns?<T>(netns: string, callback: () => T): T;
   /** The libnftables version the addon was built against. */
   readonly libnftablesVersion: string;
 }

@@ -11,12 +11,13 @@ import { renderNftDocument } from '../backends/nft/render.js';
 import { documentToBatchText } from '../backends/nft/text.js';
 import { parseConfigObject } from '../config/load.js';
 import { buildModel } from '../model/build.js';
-import { benchConfig } from './configs.js';
+import { benchConfig, benchNetwork, extraMapping } from './configs.js';
 import { formatMB, formatMs } from './format.js';
 import type { BenchOptions, Transport } from './options.js';
 import { runTimed } from './proc.js';
 import { referenceRuleset } from './reference.js';
 import { median, type Measurement, type Operation, type Outcome, type StateDirSize, type Via } from './results.js';
+import type { WorkerCommand } from './library-worker.js';
 import { LibraryWorker, transportEnv } from './worker-client.js';
 
 const here = dirname(fileURLToPath(import.meta.url));
@@ -211,9 +212,11 @@ export class ControlPlane {
       return;
     }
     await this.series('cli', transport, n, [{ op: 'unchanged', run: natctl(['apply', '-f', files.a], true) }]);
+    // One mapping by name, as an agent's script does it (`natctl add` / `natctl rm`).
+    const extra = extraMapping(n);
     await this.series('cli', transport, n, [
-      { op: 'add', run: natctl(['apply', '-f', files.b], true) },
-      { op: 'remove', run: natctl(['apply', '-f', files.a], true) },
+      { op: 'add', run: natctl(['add', '--name', extra.name, '--host-port', String(extra.hostPort), '--target', `${extra.address}:${extra.port}`, '--network', benchNetwork.name], true) },
+      { op: 'remove', run: natctl(['rm', extra.name], true) },
     ]);
     // Up to 5 applies in all (the same config changes back and forth), then measure the state dir.
     for (let i = 0; applies < 5 && i < 5; i++) {
@@ -239,8 +242,8 @@ export class ControlPlane {
           return;
         }
       }
-      const apply = (name: 'a' | 'b') => async (limitMs: number): Promise<Sample> => {
-        const outcome = await worker.send({ cmd: 'apply', name }, limitMs);
+      const call = (command: WorkerCommand) => async (limitMs: number): Promise<Sample> => {
+        const outcome = await worker.send(command, limitMs);
         if (outcome.kind === 'timeout') return { kind: 'timeout', limitMs };
         if (outcome.kind === 'reply' && outcome.reply.ok && outcome.reply.ms !== undefined) return { kind: 'ok', ms: outcome.reply.ms };
         return { kind: 'error', message: describe(outcome) };
@@ -249,12 +252,18 @@ export class ControlPlane {
         const outcome = await worker.send({ cmd: 'reset' }, Math.max(this.limitMs(), 10_000));
         if (outcome.kind !== 'reply' || !outcome.reply.ok) throw new Error(`reset: ${describe(outcome)}`);
       };
+      const apply = (name: 'a' | 'b') => call({ cmd: 'apply', name });
       if (!(await this.series('library', transport, n, [{ op: 'cold', before: reset, run: apply('a') }]))) {
         this.skipAll('library', transport, n, ops.slice(1), 'the cold apply did not complete');
         return;
       }
       await this.series('library', transport, n, [{ op: 'unchanged', run: apply('a') }]);
-      await this.series('library', transport, n, [{ op: 'add', run: apply('b') }, { op: 'remove', run: apply('a') }]);
+      // The agent API (docs/embedding.md): one mapping added and removed by name.
+      const extra = extraMapping(n);
+      await this.series('library', transport, n, [
+        { op: 'add', run: call({ cmd: 'add', mapping: { name: extra.name, hostPort: extra.hostPort, target: `${extra.address}:${extra.port}`, network: benchNetwork.name } }) },
+        { op: 'remove', run: call({ cmd: 'remove', name: extra.name }) },
+      ]);
     } finally {
       worker.stop();
     }

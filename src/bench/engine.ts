@@ -31,7 +31,7 @@ async function median(run: (i: number) => Promise<unknown>): Promise<number> {
   return times[Math.floor(times.length / 2)]!;
 }
 
-interface Row { backend: string; mappings: number; cold: number; unchanged: number; unchangedFresh: number; addOne: number; removeOne: number; generationBytes: number }
+interface Row { backend: string; mappings: number; cold: number; unchanged: number; unchangedFresh: number; addOne: number; removeOne: number; generationBytes: number; editBytes: number }
 
 async function measure(backend: string, count: number, open: (stateDir: string) => Promise<Controller>): Promise<Row> {
   const dir = await mkdtemp(join(tmpdir(), 'natctl-bench-engine-'));
@@ -55,17 +55,19 @@ async function measure(backend: string, count: number, open: (stateDir: string) 
     });
     const adds: number[] = [];
     const removes: number[] = [];
+    let editBytes = 0;
     for (let i = 0; i < rounds; i++) {
       let started = performance.now();
       const added = await controller.addMappings([{ name: 'bench-new', hostPort: 9000, target: '198.18.255.2:80' }]);
       adds.push(performance.now() - started);
+      editBytes = (await stat(join(controller.state.dir, `gen-${String(added.generation!.generation).padStart(8, '0')}.json`))).size;
       started = performance.now();
       const removed = await controller.removeMappings(['bench-new']);
       removes.push(performance.now() - started);
       if (added.kind !== 'delta' || removed.kind !== 'delta') throw new Error(`expected deltas, got ${added.kind}/${removed.kind}`);
     }
     const mid = (values: number[]): number => values.sort((a, b) => a - b)[Math.floor(values.length / 2)]!;
-    return { backend, mappings: count, cold, unchanged, unchangedFresh, addOne: mid(adds), removeOne: mid(removes), generationBytes };
+    return { backend, mappings: count, cold, unchanged, unchangedFresh, addOne: mid(adds), removeOne: mid(removes), generationBytes, editBytes };
   } finally {
     await rm(dir, { recursive: true, force: true });
   }
@@ -89,9 +91,9 @@ async function main(): Promise<void> {
       await execa('ip', ['netns', 'del', netns], { reject: false });
     }
   }
-  const header = '| backend | mappings | cold apply ms | unchanged apply ms (same Controller) | unchanged apply ms (new Controller) | add one ms | remove one ms | one generation KiB |';
-  const lines = rows.map((r) => `| ${r.backend} | ${r.mappings} | ${r.cold.toFixed(0)} | ${r.unchanged.toFixed(1)} | ${r.unchangedFresh.toFixed(1)} | ${r.addOne.toFixed(1)} | ${r.removeOne.toFixed(1)} | ${(r.generationBytes / 1024).toFixed(0)} |`);
-  process.stdout.write(`${[header, '|---|---:|---:|---:|---:|---:|---:|---:|', ...lines].join('\n')}\n`);
+  const header = '| backend | mappings | cold apply ms | unchanged apply ms (same Controller) | unchanged apply ms (new Controller) | add one ms | remove one ms | one generation KiB (whole) | one generation bytes (add one) |';
+  const lines = rows.map((r) => `| ${r.backend} | ${r.mappings} | ${r.cold.toFixed(0)} | ${r.unchanged.toFixed(1)} | ${r.unchangedFresh.toFixed(1)} | ${r.addOne.toFixed(1)} | ${r.removeOne.toFixed(1)} | ${(r.generationBytes / 1024).toFixed(0)} | ${r.editBytes} |`);
+  process.stdout.write(`${[header, '|---|---:|---:|---:|---:|---:|---:|---:|---:|', ...lines].join('\n')}\n`);
 }
 
 main().catch((error: unknown) => {

@@ -1,18 +1,20 @@
 // The library side of the bench, one process per transport (NATCTL_NATIVE is read by natctl
 // in this process, so each transport gets a fresh one). It reads one JSON command a line on
-// stdin and answers one JSON line on stdout; only `apply` is timed, in process, around
-// Controller.apply with an already-parsed config: what an embedding agent pays per call.
+// stdin and answers one JSON line on stdout; only `apply`, `add` and `remove` are timed, in
+// process, around Controller.apply with an already-parsed config and the agent API
+// (addMappings / removeMappings by name): what an embedding agent pays per call.
 //   {"cmd":"load","name":"a","file":"/tmp/.../a.json"}   parse a config (not timed)
 //   {"cmd":"reset"}                                        empty the namespace's ruleset and the state dir, reopen
 //   {"cmd":"apply","name":"a"}                             -> {"ok":true,"ms":12.3,"changed":true}
+//   {"cmd":"add","mapping":{...}}  {"cmd":"remove","name":"m10"}   the agent API, timed the same way
 import { readFile, rm } from 'node:fs/promises';
 import { createInterface } from 'node:readline';
 import { execa } from 'execa';
 import { parseConfigObject } from '../config/load.js';
-import type { Config } from '../config/schema.js';
+import type { Config, MappingConfig } from '../config/schema.js';
 import { Controller } from '../engine/controller.js';
 
-export type WorkerCommand = { cmd: 'load'; name: string; file: string } | { cmd: 'reset' } | { cmd: 'apply'; name: string };
+export type WorkerCommand = { cmd: 'load'; name: string; file: string } | { cmd: 'reset' } | { cmd: 'apply'; name: string } | { cmd: 'add'; mapping: MappingConfig } | { cmd: 'remove'; name: string };
 export type WorkerReply = { ok: true; ms?: number; changed?: boolean } | { ok: false; error: string };
 
 const [netns, stateDir] = process.argv.slice(2);
@@ -34,11 +36,18 @@ async function handle(command: WorkerCommand): Promise<WorkerReply> {
     controller = await Controller.open({ netns: netns!, stateDir: stateDir! });
     return { ok: true };
   }
-  const config = configs.get(command.name);
-  if (!config) return { ok: false, error: `no config ${command.name}` };
   controller ??= await Controller.open({ netns: netns!, stateDir: stateDir! });
+  const opened = controller;
+  let call: () => ReturnType<Controller['apply']>;
+  if (command.cmd === 'add') call = () => opened.addMappings([command.mapping]);
+  else if (command.cmd === 'remove') call = () => opened.removeMappings([command.name]);
+  else {
+    const config = configs.get(command.name);
+    if (!config) return { ok: false, error: `no config ${command.name}` };
+    call = () => opened.apply(config);
+  }
   const start = process.hrtime.bigint();
-  const result = await controller.apply(config);
+  const result = await call();
   return { ok: true, ms: Number(process.hrtime.bigint() - start) / 1e6, changed: result.changed };
 }
 

@@ -47,8 +47,8 @@ const opLabels: Record<Operation, string> = {
   'raw-reference': 'raw `nft -f` of the map-based reference',
   cold: 'cold apply',
   unchanged: 'apply of an unchanged config',
-  add: 'add one mapping',
-  remove: 'remove one mapping',
+  add: 'add one mapping by name (CLI: `natctl add`; library: the agent API)',
+  remove: 'remove one mapping by name (`natctl rm`; the agent API)',
   status: '`status`',
 };
 

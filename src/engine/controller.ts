@@ -9,17 +9,16 @@ import { type BackendChoice, type BackendOptions, createBackend, openBackend } f
 import { parseConfigObject } from '../config/load.js';
 import type { Config, MappingConfig } from '../config/schema.js';
 import { ApplyError, ConfigError, EnvironmentError, RollbackError, UsageError } from '../errors.js';
-import { prepareHost } from '../host/prep.js';
-import { clearStaleFlows } from '../host/conntrack.js';
-import { localWarnings } from '../host/local-checks.js';
+import { hostEffects } from '../host/effects.js';
 import type { CheckResult } from '../doctor/checks.js';
 import { buildMappingsAgainst, buildModel, MappingIndex } from '../model/build.js';
-import { type Model, emptyModel } from '../model/model.js';
+import { type MappingChanges, sameMapping } from '../model/diff.js';
+import { type Mapping, type Model, emptyModel } from '../model/model.js';
 import { describeTargets } from '../model/target.js';
 import { findRefusedMapping } from './diagnose.js';
 import { acquireLock } from './lock.js';
-import { diffModels, type Plan } from './plan.js';
-import { type CorruptGeneration, defaultStateDir, type Generation, maxKeptListing, sha256, StateStore } from './state.js';
+import { type Change, diffModels, type Plan } from './plan.js';
+import { type CorruptGeneration, defaultStateDir, type Generation, type MappingEdits, maxKeptListing, sha256, StateStore } from './state.js';
 
 export interface ControllerOptions {
   /** A backend name (built by src/backends/factory.ts) or a ready backend. Default: auto. */
@@ -120,6 +119,44 @@ export function configHash(backend: BackendName, config: Config): string {
   return sha256(`natctl ${natctlVersion}\n${backend}\n${JSON.stringify(config)}`);
 }
 
+/**
+ * The hash of a config made by the agent API: the parent generation's hash and the edits,
+ * so that it costs the change, not the 50,000 mappings. Another hash than configHash of the
+ * same config: a whole-config apply of it afterwards finds no mapping to change and sends
+ * nothing (applyLocked), so the two never disagree about the kernel.
+ */
+function editsHash(backend: BackendName, parent: string, edits: MappingEdits): string {
+  return sha256(`natctl ${natctlVersion}\n${backend}\nedits of ${parent}\n${JSON.stringify(edits)}`);
+}
+
+/** What an agent API call already knows about its change (applyLocked needs no diff then). */
+interface KnownChange {
+  plan: Plan;
+  /** Recorded as the generation when the last generation is an apply (StateStore.record). */
+  edits: MappingEdits;
+  /** The index of the new model: the last one with the change. */
+  index: (model: Model) => MappingIndex;
+}
+
+
+function mappingChangesOf(plan: Plan): MappingChanges {
+  const changes: MappingChanges = { added: [], removed: [] };
+  for (const change of plan.changes) {
+    if (change.kind !== 'mapping') continue;
+    if (change.op !== 'remove') changes.added.push(change.after as Mapping);
+    if (change.op !== 'add') changes.removed.push(change.before as Mapping);
+  }
+  return changes;
+}
+
+/** A generation read or written, keyed by its file; `model` null: not built yet, undefined: unreadable. */
+interface CacheEntry {
+  key: string;
+  generation: Generation;
+  model: Model | undefined | null;
+  index?: MappingIndex;
+}
+
 /** The newest readable generation; its model is built on first use and cached. */
 interface LastApplied {
   generation: Generation | undefined;
@@ -170,7 +207,7 @@ export class Controller {
   /** Why this backend drives the kernel (`--backend auto` decides in src/backends/factory.ts). */
   backendReason = 'given by the caller';
   /** The last generation this controller read or wrote, with its model (agents apply again and again). */
-  private cache: { key: string; generation: Generation; model: Model | undefined; index?: MappingIndex } | undefined;
+  private cache: CacheEntry | undefined;
   /** Applies that skipped the listing since the last full check (fullCheckEvery). */
   private cheapApplies = 0;
 
@@ -193,10 +230,17 @@ export class Controller {
     const choice = options.backend ?? 'auto';
     // Scratch files live in the state dir, so an apply killed mid-way leaves them where the next apply sweeps them.
     // auto prefers the backend of the last generation while it works: no probe on every apply.
-    const previous = choice === 'auto' ? (await new StateStore(stateDir, base).latest().catch(() => undefined))?.generation?.backend : undefined;
+    const store = new StateStore(stateDir, base);
+    const latest = choice === 'auto' ? await store.latest().catch(() => undefined) : undefined;
+    const previous = latest?.generation?.backend;
     const chosen = typeof choice === 'object' ? undefined : await openBackend(choice, { ...options.backendOptions, runner, stateDir, ...(previous === undefined ? {} : { previous }) });
     const controller = new Controller(chosen?.backend ?? (choice as Backend), runner, stateDir, base, options);
     if (chosen) controller.backendReason = chosen.reason;
+    // The generation just read is the one the first apply starts from: not read twice.
+    if (latest?.generation && !latest.corrupt.length) {
+      const key = await store.fileKey(latest.generation.generation);
+      if (key !== undefined) controller.cache = { key, generation: latest.generation, model: null };
+    }
     return controller;
   }
 
@@ -216,46 +260,46 @@ export class Controller {
   private async last(): Promise<LastApplied> {
     const numbers = await this.state.numbers();
     const newest = numbers[numbers.length - 1];
-    let generation: Generation | undefined;
-    let model: Model | undefined | null = null; // null: not built yet
     const warnings: string[] = [];
-    let key: string | undefined;
-    if (newest !== undefined && this.cache && (await this.state.fileKey(newest)) === this.cache.key) {
-      generation = this.cache.generation;
-      model = this.cache.model;
-    } else {
-      const latest = await this.state.latest();
-      generation = latest.generation;
-      warnings.push(...latest.corrupt.map(describeCorrupt));
-      if (generation && generation.generation === newest) key = await this.state.fileKey(newest);
+    let entry = this.cache;
+    if (newest === undefined || !entry || (await this.state.fileKey(newest)) !== entry.key) {
+      entry = undefined;
       this.cache = undefined;
+      const latest = await this.state.latest();
+      warnings.push(...latest.corrupt.map(describeCorrupt));
+      if (latest.generation) {
+        const key = latest.generation.generation === newest ? await this.state.fileKey(newest) : undefined;
+        entry = { key: key ?? '', generation: latest.generation, model: null };
+        if (key !== undefined) this.cache = entry;
+      }
     }
+    const found = entry;
+    const generation = found?.generation;
     const modelOf = (): Model | undefined => {
-      if (model !== null) return model;
-      model = undefined;
-      if (generation?.kind === 'apply') {
+      if (!found) return undefined;
+      if (found.model !== null) return found.model;
+      found.model = undefined;
+      if (found.generation.kind === 'apply') {
         try {
-          model = buildModel(parseConfigObject(generation.config));
+          found.model = buildModel(parseConfigObject(found.generation.config));
         } catch (error) {
-          warnings.push(`generation ${generation.generation} holds a config this version cannot read (${(error as Error).message}); planned against an empty ruleset`);
+          warnings.push(`generation ${found.generation.generation} holds a config this version cannot read (${(error as Error).message}); planned against an empty ruleset`);
         }
       }
-      if (key !== undefined && generation && model !== undefined) this.cache = { key, generation, model };
-      return model;
+      return found.model;
     };
     const apply = generation?.kind === 'apply' && generation.stamp !== undefined ? (generation as Generation & { stamp: string }) : undefined;
     const index = (): MappingIndex => {
       const built = modelOf() ?? emptyModel();
-      if (this.cache && this.cache.generation === generation) return (this.cache.index ??= new MappingIndex(built));
-      return new MappingIndex(built);
+      return found ? (found.index ??= new MappingIndex(built)) : new MappingIndex(built);
     };
     return { generation, apply, model: modelOf, index, warnings };
   }
 
   /** Remembers a generation just written with its model: the next apply starts from memory. */
-  private async remember(generation: Generation, model: Model): Promise<void> {
+  private async remember(generation: Generation, model: Model, index?: MappingIndex): Promise<void> {
     const key = await this.state.fileKey(generation.generation);
-    this.cache = key === undefined ? undefined : { key, generation, model };
+    this.cache = key === undefined ? undefined : { key, generation, model, ...(index ? { index } : {}) };
   }
 
   /**
@@ -329,30 +373,62 @@ export class Controller {
       if (problems.length) throw new ConfigError(problems);
       const replacing = new Set([...remove, ...replace.flatMap((m) => (m.name === undefined ? [] : [m.name]))]);
       const built = buildMappingsAgainst(index, parsed, replacing, (i) => (i < add.length ? `add[${i}]` : `replace[${i - add.length}]`));
-      // Replaced mappings keep their place; removed ones go; new ones go last.
+      // Replaced mappings keep their place; removed ones go; new ones go last (the order
+      // applyEdits rebuilds from a generation's edits, src/engine/state.ts).
       const byName = new Map(built.map((m, i) => [m.name, { mapping: m, config: parsed[i]! }]));
-      const gone = new Set(remove);
-      const mappings: Model['mappings'] = [];
-      const configs: MappingConfig[] = [];
-      const baseConfigs = base.mappings ?? [];
-      index.model.mappings.forEach((mapping, i) => {
-        const replacement = byName.get(mapping.name);
+      const baseMappings = index.model.mappings;
+      const { mappings: baseConfigs = [], ...head } = base;
+      // Positions of the named mappings: a scan per name for a few (no pass over 50,000), one pass for many.
+      const named = [...new Set([...remove, ...byName.keys()])].filter((name) => index.has(name));
+      const positions = new Map<string, number>();
+      if (named.length <= 16) for (const name of named) positions.set(name, baseMappings.findIndex((m) => m.name === name));
+      else {
+        const wanted = new Set(named);
+        baseMappings.forEach((m, i) => wanted.has(m.name) && positions.set(m.name, i));
+      }
+      const mappings = baseMappings.slice();
+      const configs = baseConfigs.slice();
+      const edits: MappingEdits = { head, removed: [], replaced: [], appended: [] };
+      const changes: Change[] = [];
+      // Every replaced mapping leaves and re-enters the index (a new object); only real changes reach the plan.
+      const left: Mapping[] = [];
+      const entered: Mapping[] = [];
+      for (const [name, i] of positions) {
+        const mapping = baseMappings[i]!;
+        const replacement = byName.get(name);
+        byName.delete(name);
+        left.push(mapping);
         if (replacement) {
-          mappings.push(replacement.mapping);
-          configs.push(replacement.config);
-          byName.delete(mapping.name);
-        } else if (!gone.has(mapping.name)) {
-          mappings.push(mapping);
-          configs.push(baseConfigs[i]!);
+          mappings[i] = replacement.mapping;
+          configs[i] = replacement.config;
+          edits.replaced.push([i, replacement.config]);
+          entered.push(replacement.mapping);
+          if (!sameMapping(mapping, replacement.mapping)) changes.push({ op: 'change', kind: 'mapping', name, before: mapping, after: replacement.mapping });
+        } else {
+          edits.removed.push(i);
+          changes.push({ op: 'remove', kind: 'mapping', name, before: mapping });
         }
-      });
+      }
+      // Removed last, from the end, so that the positions above stay right.
+      for (const i of [...edits.removed].sort((x, y) => y - x)) {
+        mappings.splice(i, 1);
+        configs.splice(i, 1);
+      }
       for (const { mapping, config } of byName.values()) {
         mappings.push(mapping);
         configs.push(config);
+        edits.appended.push(config);
+        entered.push(mapping);
+        changes.push({ op: 'add', kind: 'mapping', name: mapping.name, after: mapping });
       }
       const config: Config = { ...base, mappings: configs };
       const model: Model = { ...index.model, mappings };
-      return this.applyLocked(config, () => model, configHash(this.backend.name, config), options, last);
+      const touched = changes.filter((c) => c.op !== 'remove').length;
+      const plan: Plan = { changes, unchanged: countObjects(model) - touched };
+      const known: KnownChange = { plan, edits, index: (next) => index.evolve(next, left, entered) };
+      // A config made of edits is hashed from its parent's hash and the edits: the cost of the change.
+      const hash = last.generation?.kind === 'apply' ? editsHash(this.backend.name, last.generation.hash, edits) : configHash(this.backend.name, config);
+      return this.applyLocked(config, () => model, hash, options, last, known);
     });
   }
 
@@ -394,10 +470,10 @@ export class Controller {
    * stale UDP/SCTP flows of mappings that moved or went away (`before` -> `after`). A backend
    * without a kernel (touchesHost: false) must never reach the host's interfaces.
    */
-  private async hostEffects(before: Model | undefined, after: Model): Promise<string[]> {
+  private async hostEffects(before: Model | undefined, after: Model, changes?: MappingChanges): Promise<string[]> {
     if (this.backend.touchesHost === false) return [];
-    const local = await localWarnings(this.runner, after); // hostIp not local, hostPort in use
-    return [...local, ...(await prepareHost(this.runner, after, { stateDir: this.state.dir })), ...(await clearStaleFlows(this.runner, before, after))];
+    // With the changes known, the host part costs the change (src/host/effects.ts); a no-op passes the same model twice.
+    return hostEffects(this.runner, before, after, { stateDir: this.state.dir, ...(changes ? { changes } : before === after ? { changes: { added: [], removed: [] } } : {}) });
   }
 
   private progress(phase: string): void {
@@ -418,7 +494,7 @@ export class Controller {
    * when the backend can render one; the full path otherwise (first apply, drift, another
    * backend, no capability) and when a delta is refused.
    */
-  private async applyLocked(config: Config, modelOf: () => Model, hash: string, options: ApplyOptions, preread?: LastApplied): Promise<ApplyResult> {
+  private async applyLocked(config: Config, modelOf: () => Model, hash: string, options: ApplyOptions, preread?: LastApplied, known?: KnownChange): Promise<ApplyResult> {
     const last = preread ?? (await this.last());
     const stamp = hash.slice(0, 16);
     const backend = this.backend;
@@ -443,14 +519,20 @@ export class Controller {
       const lastModel = held ? last.model() : undefined;
       if (lastModel && backend.renderDelta && backend.loadDelta && backend.verifyDelta) {
         const model = modelOf();
-        const delta = backend.renderDelta(lastModel, model, { from: previous.stamp, to: stamp });
+        const delta = backend.renderDelta(lastModel, model, { from: previous.stamp, to: stamp }, known ? mappingChangesOf(known.plan) : undefined);
+        if (delta && !known && !delta.summary.added.length && !delta.summary.removed.length && !delta.summary.changed.length) {
+          // The same ruleset under another hash (a config the agent API made, applied whole):
+          // nothing to send, nothing to record.
+          const warnings = await this.hostEffects(lastModel, lastModel);
+          return withRuleset({ kind: 'noop', changed: false, dryRun: false, plan: { changes: [], unchanged: countObjects(model) }, generation: previous, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(lastModel, { stamp: previous.stamp }));
+        }
         if (delta) {
-          const result = await this.applyDelta(config, model, lastModel, delta, { hash, stamp, from: previous.stamp }, last);
+          const result = await this.applyDelta(config, model, lastModel, delta, { hash, stamp, from: previous.stamp }, last, known);
           if (result) return result;
         }
       }
     }
-    return this.applyFull(config, modelOf(), hash, stamp, last, knownDrift);
+    return this.applyFull(config, modelOf(), hash, stamp, last, knownDrift, known);
   }
 
   /**
@@ -458,7 +540,7 @@ export class Controller {
    * path). Loaded but not verified: undone (inverse delta, else a full load of the previous
    * generation), then ApplyError; RollbackError (exit 5) only when neither restores it.
    */
-  private async applyDelta(config: Config, model: Model, lastModel: Model, delta: Delta, stamps: { hash: string; stamp: string; from: string }, last: LastApplied): Promise<ApplyResult | undefined> {
+  private async applyDelta(config: Config, model: Model, lastModel: Model, delta: Delta, stamps: { hash: string; stamp: string; from: string }, last: LastApplied, known: KnownChange | undefined): Promise<ApplyResult | undefined> {
     const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
     const { added, removed, changed } = delta.summary;
     this.progress(`loading a delta (+${added.length} -${removed.length} ~${changed.length} mapping(s)) in one atomic batch`);
@@ -492,16 +574,16 @@ export class Controller {
     this.progress('recording the generation');
     let generation: Generation;
     try {
-      generation = await this.state.record({ backend: backend.name, hash: stamps.hash, stamp: stamps.stamp, kind: 'apply', config });
+      generation = await this.record({ backend: backend.name, hash: stamps.hash, stamp: stamps.stamp, kind: 'apply', config }, last, known);
     } catch (error) {
       this.progress('recording failed: undoing the delta');
       const how = await this.undoDelta(model, lastModel, stamps, error);
       throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified (${how}); free space in the state dir and apply again`, true, { cause: error });
     }
-    await this.remember(generation, model);
+    await this.remember(generation, model, known?.index(model));
+    const plan = known?.plan ?? diffModels(lastModel, model);
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
-    const warnings = await this.hostEffects(lastModel, model);
-    const plan = diffModels(lastModel, model);
+    const warnings = await this.hostEffects(lastModel, model, mappingChangesOf(plan));
     return withRuleset({ kind: 'delta', changed: true, dryRun: false, plan, delta, generation, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(model, { stamp: stamps.stamp }));
   }
 
@@ -553,10 +635,16 @@ export class Controller {
     );
   }
 
+  /** Records a generation: as edits against the last one when the agent API made the config (small at any N). */
+  private record(entry: Omit<Generation, 'generation' | 'time'>, last: LastApplied, known: KnownChange | undefined): Promise<Generation> {
+    const parent = last.generation;
+    return this.state.record(entry, known && parent?.kind === 'apply' ? { parent, edits: known.edits } : undefined);
+  }
+
   /** The full path: snapshot, load the whole ruleset, read back, verify, record, or restore the snapshot. */
-  private async applyFull(config: Config, model: Model, hash: string, stamp: string, last: LastApplied, knownDrift: boolean | undefined): Promise<ApplyResult> {
+  private async applyFull(config: Config, model: Model, hash: string, stamp: string, last: LastApplied, knownDrift: boolean | undefined, known?: KnownChange): Promise<ApplyResult> {
     const lastModel = last.model();
-    const plan = diffModels(lastModel, model);
+    const plan = known?.plan ?? diffModels(lastModel, model);
     const ruleset = this.backend.render(model, { stamp });
     this.progress('reading the live ruleset');
     const before = await this.backend.read();
@@ -621,15 +709,15 @@ export class Controller {
       // A normalized listing is never under a quarter of the listing's text: a big one is not normalized at all (docs/performance.md).
       const listing = !after ? '' : after.raw.length <= 4 * maxKeptListing ? after.normalized : undefined;
       if (listing !== undefined && listing.length <= maxKeptListing) entry.live = listing;
-      generation = await this.state.record(entry);
+      generation = await this.record(entry, last, known);
     } catch (error) {
       this.progress('recording failed: restoring the previous ruleset');
       await this.restoreOrDie(before, error);
       throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified; free space in the state dir and apply again`, true, { cause: error });
     }
-    await this.remember(generation, model);
+    await this.remember(generation, model, known?.index(model));
     this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
-    const warnings = await this.hostEffects(lastModel, model);
+    const warnings = await this.hostEffects(lastModel, model, mappingChangesOf(plan));
     return { kind: 'full', changed: true, dryRun: false, plan, ruleset, generation, warnings: [...last.warnings, ...warnings], repairedDrift: Boolean(last.generation?.kind === 'apply' && drifted) };
   }
 

@@ -7,7 +7,7 @@ import { constants } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { BackendName } from '../backends/backend.js';
-import type { Config } from '../config/schema.js';
+import type { Config, MappingConfig } from '../config/schema.js';
 import { EnvironmentError, UsageError } from '../errors.js';
 
 export interface Generation {
@@ -37,7 +37,41 @@ export interface Generation {
    * of its config (docs/operations.md).
    */
   live?: string;
+  /**
+   * Set when the file records only mapping edits against an earlier generation (written by the
+   * agent API, docs/operations.md "What a generation holds"): how many such files lead back to
+   * the last whole one. `config` is always the whole config once read.
+   */
+  depth?: number;
 }
+
+/**
+ * What a generation file written by the agent API holds instead of the whole config: the
+ * config without its mappings, and the mapping edits against its parent's mappings (positions
+ * in the parent's list). The result: the parent's mappings with `replaced` in place, `removed`
+ * left out, `appended` last (the order the agent API builds, src/engine/controller.ts).
+ */
+export interface MappingEdits {
+  head: Omit<Config, 'mappings'>;
+  removed: number[];
+  replaced: [number, MappingConfig][];
+  appended: MappingConfig[];
+}
+
+/** The whole config `edits` make of `parent` (see MappingEdits). */
+export function applyEdits(parent: Config, edits: MappingEdits): Config {
+  const removed = new Set(edits.removed);
+  const replaced = new Map(edits.replaced);
+  const mappings: MappingConfig[] = [];
+  (parent.mappings ?? []).forEach((mapping, i) => {
+    if (!removed.has(i)) mappings.push(replaced.get(i) ?? mapping);
+  });
+  mappings.push(...edits.appended);
+  return { ...edits.head, mappings } as Config;
+}
+
+/** A chain of edit files longer than this is cut by writing the whole config again. */
+export const maxEditDepth = 32;
 
 /** A listing bigger than this is not kept in a generation (a few hundred mappings fit). */
 export const maxKeptListing = 256 * 1024;
@@ -92,11 +126,28 @@ function problemOf(value: unknown, number: number): string | undefined {
   if (g.kind !== 'apply' && g.kind !== 'flush') return `unknown kind ${JSON.stringify(g.kind)}`;
   for (const key of ['time', 'backend', 'hash'] as const) if (typeof g[key] !== 'string') return `${key} is missing or not a string`;
   for (const key of ['stamp', 'ruleset', 'live'] as const) if (g[key] !== undefined && typeof g[key] !== 'string') return `${key} is not a string`;
+  if (g.edits !== undefined) {
+    if (g.kind !== 'apply') return 'edits in a generation that is not an apply';
+    for (const key of ['parent', 'base', 'depth'] as const) if (!Number.isInteger(g[key]) || (g[key] as number) < 0) return `${key} is missing or not a count`;
+    if ((g.parent as number) >= number || (g.base as number) > (g.parent as number)) return `its parent ${String(g.parent)} or base ${String(g.base)} does not come before it`;
+    const e = g.edits as Record<string, unknown> | null;
+    if (e === null || typeof e !== 'object' || typeof e.head !== 'object' || e.head === null) return 'edits.head is missing';
+    if (!Array.isArray(e.removed) || !e.removed.every((i) => Number.isInteger(i))) return 'edits.removed is not a list of positions';
+    if (!Array.isArray(e.replaced) || !e.replaced.every((r) => Array.isArray(r) && r.length === 2 && Number.isInteger(r[0]) && typeof r[1] === 'object' && r[1] !== null)) return 'edits.replaced is not a list of [position, mapping]';
+    if (!Array.isArray(e.appended) || !e.appended.every((m) => typeof m === 'object' && m !== null)) return 'edits.appended is not a list of mappings';
+    return undefined;
+  }
   if (g.config === null || typeof g.config !== 'object') return 'config is missing';
   return undefined;
 }
 
+/** A generation file as written: a whole config, or edits against `parent` (MappingEdits). */
+type StoredGeneration = Omit<Generation, 'config'> & ({ config: Config } | { parent: number; base: number; depth: number; edits: MappingEdits });
+
 type ReadResult = { generation: Generation } | { corrupt: CorruptGeneration } | undefined;
+
+/** Reads of one scan: each file parsed (and each chain resolved) once. */
+type Memo = Map<number, ReadResult>;
 
 export class StateStore {
   /**
@@ -137,7 +188,14 @@ export class StateStore {
     return names.flatMap((n) => /^gen-(\d{8})\.json$/.exec(n)?.[1] ?? []).map(Number).sort((a, b) => a - b);
   }
 
-  private async read(generation: number): Promise<ReadResult> {
+  private async read(generation: number, memo: Memo = new Map()): Promise<ReadResult> {
+    if (memo.has(generation)) return memo.get(generation);
+    const result = await this.readFile(generation, memo);
+    memo.set(generation, result);
+    return result;
+  }
+
+  private async readFile(generation: number, memo: Memo): Promise<ReadResult> {
     const file = join(this.dir, fileName(generation));
     let text: string;
     try {
@@ -153,7 +211,16 @@ export class StateStore {
       return { corrupt: { generation, file, reason: `not valid JSON (${(error as Error).message})` } };
     }
     const problem = problemOf(value, generation);
-    return problem ? { corrupt: { generation, file, reason: problem } } : { generation: value as Generation };
+    if (problem) return { corrupt: { generation, file, reason: problem } };
+    const stored = value as StoredGeneration;
+    if (!('edits' in stored)) return { generation: stored };
+    // Edits: the whole config is the parent's with these edits (a broken link breaks the chain).
+    const parent = await this.read(stored.parent, memo);
+    if (!parent || 'corrupt' in parent || parent.generation.kind !== 'apply') {
+      return { corrupt: { generation, file, reason: `it records edits against generation ${stored.parent}, which ${parent && 'corrupt' in parent ? 'is unreadable' : parent ? 'is not an apply' : 'is gone'}` } };
+    }
+    const { edits, parent: _parent, base: _base, ...rest } = stored;
+    return { generation: { ...rest, config: applyEdits(parent.generation.config, edits) } };
   }
 
   /** Identifies the file of one generation as written (number, inode, size, mtime): a cache key; undefined when absent. */
@@ -173,8 +240,9 @@ export class StateStore {
   async latest(): Promise<{ generation: Generation | undefined; corrupt: CorruptGeneration[] }> {
     const numbers = await this.numbers();
     const corrupt: CorruptGeneration[] = [];
+    const memo: Memo = new Map();
     for (const n of numbers.reverse()) {
-      const result = await this.read(n);
+      const result = await this.read(n, memo);
       if (result && 'corrupt' in result) corrupt.push(result.corrupt);
       else if (result) return { generation: result.generation, corrupt };
     }
@@ -185,8 +253,9 @@ export class StateStore {
   async scan(): Promise<{ generations: Generation[]; corrupt: CorruptGeneration[] }> {
     const generations: Generation[] = [];
     const corrupt: CorruptGeneration[] = [];
+    const memo: Memo = new Map();
     for (const n of await this.numbers()) {
-      const result = await this.read(n);
+      const result = await this.read(n, memo);
       if (result && 'corrupt' in result) corrupt.push(result.corrupt);
       else if (result) generations.push(result.generation);
     }
@@ -208,16 +277,59 @@ export class StateStore {
     return stale.length;
   }
 
-  async record(entry: Omit<Generation, 'generation' | 'time'>): Promise<Generation> {
+  /**
+   * Writes the next generation. With `edits` against `parent` (the newest generation, as read:
+   * an apply), only the edits are written, unless the chain of edit files behind the parent is
+   * already maxEditDepth long: then the whole config (bounded reads, bounded loss if a file of
+   * the chain is lost). Returns the generation with its whole config either way.
+   */
+  async record(entry: Omit<Generation, 'generation' | 'time'>, against?: { parent: Generation; edits: MappingEdits }): Promise<Generation> {
     await this.ensure();
     const numbers = await this.numbers();
     const generation: Generation = { generation: (numbers[numbers.length - 1] ?? 0) + 1, time: new Date().toISOString(), ...entry };
+    const parentDepth = against?.parent.depth ?? 0;
+    let stored: StoredGeneration = generation;
+    if (against && against.parent.kind === 'apply' && parentDepth < maxEditDepth) {
+      const { config: _config, live: _live, ...rest } = generation;
+      const base = parentDepth === 0 ? against.parent.generation : await this.baseOf(against.parent.generation);
+      generation.depth = parentDepth + 1;
+      delete generation.live;
+      // Field order matters: baseOf reads `base` from the head of the file.
+      stored = { ...rest, base, parent: against.parent.generation, depth: generation.depth, edits: against.edits };
+    }
     // Compact: at 50,000 mappings indentation alone is megabytes per generation (docs/operations.md).
-    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(generation)}\n`);
+    await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(stored)}\n`);
     await syncDir(this.dir);
-    const stale = [...numbers, generation.generation].slice(0, -this.keep);
+    // The last `keep` generations stay, and the files their edit chains lead back to.
+    const all = [...numbers, generation.generation];
+    const kept = all.slice(-this.keep);
+    const oldestKept = kept[0] ?? generation.generation;
+    const needed = Math.min(oldestKept, ...(await Promise.all(kept.map((n) => this.baseOf(n)))));
+    const stale = all.filter((n) => n < needed);
     await Promise.all(stale.map((n) => rm(join(this.dir, fileName(n)), { force: true })));
     return generation;
+  }
+
+  /**
+   * The whole generation an edit file's chain starts from (itself for a whole one), from the
+   * head of its file: no whole config is parsed to prune.
+   */
+  private async baseOf(generation: number): Promise<number> {
+    let head = '';
+    try {
+      const handle = await open(join(this.dir, fileName(generation)), constants.O_RDONLY | constants.O_NOFOLLOW);
+      try {
+        const buffer = Buffer.alloc(512);
+        const { bytesRead } = await handle.read(buffer, 0, buffer.length, 0);
+        head = buffer.subarray(0, bytesRead).toString('utf8');
+      } finally {
+        await handle.close();
+      }
+    } catch {
+      return generation;
+    }
+    const match = /"base":(\d+),"parent":/.exec(head);
+    return match ? Number(match[1]) : generation;
   }
 }
 

@@ -11,16 +11,33 @@
 // destination). TCP is left alone: its connections end by themselves and new ones follow the
 // new ruleset.
 //
-// The table is listed once per family and protocol (`conntrack -L`), matched here, and only
-// the matching flows are deleted one by one: a port range costs no more than a single port.
+// The table is listed once per family and protocol, matched here, and only the matching flows
+// are deleted one by one: a port range costs no more than a single port. In process over
+// ctnetlink where the host network has it (flows.ts, netlink.ts), else with the `conntrack`
+// command (`-L`, `-D`); the command also takes over when ctnetlink fails.
 import type { Runner } from '../backends/exec.js';
 import { canonicalIp, isLoopback } from '../config/addr.js';
 import type { PortRange } from '../config/ports.js';
-import { diffModels } from '../model/diff.js';
+import { diffModels, type MappingChanges } from '../model/diff.js';
 import type { Mapping, Model } from '../model/model.js';
-import { openHostNetwork } from './network.js';
+import { type DatagramProto, type Flow, deleteArgs, listArgs, parseFlows } from './flows.js';
+import { type HostNetwork, openHostNetwork } from './network.js';
 
-type DatagramProto = 'udp' | 'sctp';
+export type { MappingChanges } from '../model/diff.js';
+
+/** The changes between two models, by diffModels (what a plan calls +, - and ~); none for the same object. */
+export function mappingChanges(before: Model | undefined, after: Model): MappingChanges {
+  const changes: MappingChanges = { added: [], removed: [] };
+  if (before === after) return changes;
+  for (const change of diffModels(before, after).changes) {
+    if (change.kind !== 'mapping') continue;
+    if (change.op !== 'add') changes.removed.push(change.before as Mapping);
+    if (change.op !== 'remove') changes.added.push(change.after as Mapping);
+  }
+  return changes;
+}
+
+export { type Flow, deleteArgs, listArgs, parseFlows } from './flows.js';
 
 export interface StaleFlowFilter {
   family: 4 | 6;
@@ -38,17 +55,6 @@ export interface LocalAddress {
   address: string;
 }
 
-/** One conntrack entry: its original tuple and the source of its reply tuple. */
-export interface Flow {
-  family: 4 | 6;
-  proto: DatagramProto;
-  src: string;
-  dst: string;
-  sport: number;
-  dport: number;
-  replySrc: string;
-}
-
 const datagram = (m: Mapping): m is Mapping & { proto: DatagramProto } => m.proto === 'udp' || m.proto === 'sctp';
 
 /**
@@ -56,10 +62,14 @@ const datagram = (m: Mapping): m is Mapping & { proto: DatagramProto } => m.prot
  * without a host IP (not needed, and may be empty, when no such mapping was added).
  */
 export function staleFlowFilters(before: Model | undefined, after: Model, local: LocalAddress[] = []): StaleFlowFilter[] {
+  return staleFlowFiltersFor(mappingChanges(before, after), local);
+}
+
+/** The flows to clear for these changes (see staleFlowFilters). */
+export function staleFlowFiltersFor(changes: MappingChanges, local: LocalAddress[] = []): StaleFlowFilter[] {
   const filters: StaleFlowFilter[] = [];
-  const changes = diffModels(before, after).changes.filter((c) => c.kind === 'mapping');
   // Mappings that changed or went away: exactly what a plan calls ~ and -.
-  for (const mapping of changes.flatMap((c) => (c.op !== 'add' ? [c.before as Mapping] : []))) {
+  for (const mapping of changes.removed) {
     if (!datagram(mapping)) continue;
     for (const target of mapping.targets) {
       const filter: StaleFlowFilter = { family: mapping.family, proto: mapping.proto, ports: mapping.hostPorts, replySource: target.addr };
@@ -69,7 +79,7 @@ export function staleFlowFilters(before: Model | undefined, after: Model, local:
   }
   // Mappings that were added or changed (+ and ~): flows to the host port that the new DNAT
   // would now catch. A wildcard mapping never captures loopback (docs/ruleset.md).
-  for (const mapping of changes.flatMap((c) => (c.op !== 'remove' ? [c.after as Mapping] : []))) {
+  for (const mapping of changes.added) {
     if (!datagram(mapping)) continue;
     const hostIps = mapping.hostIp !== undefined
       ? [mapping.hostIp]
@@ -79,21 +89,6 @@ export function staleFlowFilters(before: Model | undefined, after: Model, local:
   return filters;
 }
 
-/** Parses `conntrack -L` output: the first src/dst/sport/dport are the original tuple, the second src the reply's. */
-export function parseFlows(text: string, family: 4 | 6, proto: DatagramProto): Flow[] {
-  const flows: Flow[] = [];
-  for (const line of text.split('\n')) {
-    const values = (key: string): string[] => [...line.matchAll(new RegExp(`(?:^|\\s)${key}=(\\S+)`, 'g'))].map((m) => m[1] ?? '');
-    const [src, replySrc] = values('src');
-    const [dst] = values('dst');
-    const [sport] = values('sport');
-    const [dport] = values('dport');
-    if (!src || !dst || !replySrc || !sport || !dport) continue;
-    flows.push({ family, proto, src: canonicalIp(src) ?? src, dst: canonicalIp(dst) ?? dst, sport: Number(sport), dport: Number(dport), replySrc: canonicalIp(replySrc) ?? replySrc });
-  }
-  return flows;
-}
-
 export function flowMatches(flow: Flow, filter: StaleFlowFilter): boolean {
   return flow.family === filter.family && flow.proto === filter.proto
     && flow.dport >= filter.ports.from && flow.dport <= filter.ports.to
@@ -101,50 +96,62 @@ export function flowMatches(flow: Flow, filter: StaleFlowFilter): boolean {
     && (filter.replySource === undefined || filter.replySource === flow.replySrc);
 }
 
-const familyArg = (family: 4 | 6): string => (family === 4 ? 'ipv4' : 'ipv6');
-
-export function listArgs(family: 4 | 6, proto: DatagramProto): string[] {
-  return ['-L', '-f', familyArg(family), '-p', proto];
-}
-
-/** Deletes exactly one flow, by its original tuple. */
-export function deleteArgs(flow: Flow): string[] {
-  return ['-D', '-f', familyArg(flow.family), '-p', flow.proto, '--orig-src', flow.src, '--orig-dst', flow.dst, '--orig-port-src', String(flow.sport), '--orig-port-dst', String(flow.dport)];
-}
-
 /** The host's addresses, read only when an added datagram mapping has no host IP. */
-async function localAddresses(runner: Runner, before: Model | undefined, after: Model): Promise<LocalAddress[]> {
-  const needed = diffModels(before, after).changes.some((c) => c.kind === 'mapping' && c.op !== 'remove' && datagram(c.after as Mapping) && (c.after as Mapping).hostIp === undefined);
-  if (!needed) return [];
-  const host = await openHostNetwork(runner);
+async function localAddresses(runner: Runner, changes: MappingChanges, host: HostNetwork | undefined): Promise<LocalAddress[]> {
+  if (!changes.added.some((m) => datagram(m) && m.hostIp === undefined)) return [];
+  const network = host ?? (await openHostNetwork(runner));
   try {
-    return (await host.addresses()).map((a) => ({ family: a.family, address: a.address }));
+    return (await network.addresses()).map((a) => ({ family: a.family, address: a.address }));
   } finally {
-    host.close();
+    if (!host) network.close();
   }
+}
+
+export interface ClearOptions {
+  /** The mappings that changed, when the caller knows them (else diffModels of the two models). */
+  changes?: MappingChanges;
+  /** An open host network to read the addresses from (else one is opened and closed here). */
+  host?: HostNetwork;
 }
 
 /** Deletes flows that an apply redirects (see the top of this file); returns warnings, never throws. */
-export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model): Promise<string[]> {
+export async function clearStaleFlows(runner: Runner, before: Model | undefined, after: Model, options: ClearOptions = {}): Promise<string[]> {
+  const changes = options.changes ?? mappingChanges(before, after);
+  // Only UDP and SCTP flows are ever cleared: no change of those, no conntrack work at all.
+  if (!changes.added.some(datagram) && !changes.removed.some(datagram)) return [];
   let local: LocalAddress[] = [];
   try {
-    local = await localAddresses(runner, before, after);
+    local = await localAddresses(runner, changes, options.host);
   } catch (error) {
     return [`the host's addresses could not be read (${(error as Error).message}); existing UDP/SCTP flows to new mappings were not cleared`];
   }
-  const filters = staleFlowFilters(before, after, local);
+  const filters = staleFlowFiltersFor(changes, local);
   const warnings: string[] = [];
   const kinds = [...new Set(filters.map((f) => `${f.family} ${f.proto}`))];
   for (const kind of kinds) {
     const [familyText, proto] = kind.split(' ') as [string, DatagramProto];
     const family = Number(familyText) as 4 | 6;
+    const ours = filters.filter((f) => f.family === family && f.proto === proto);
+    const kernel = options.host?.conntrack;
+    if (kernel) {
+      const listed = await kernel.list(family, proto).catch(() => undefined);
+      if (listed) {
+        for (const flow of listed.filter((f) => ours.some((filter) => flowMatches(f, filter)))) {
+          const failed = await kernel.remove(flow).then(() => undefined, (error: unknown) => (error as Error).message);
+          if (failed !== undefined) {
+            warnings.push(`clearing a ${proto} flow to port ${flow.dport} failed: ${failed}`);
+            break;
+          }
+        }
+        continue;
+      }
+    }
     try {
       const listed = await runner.run('conntrack', listArgs(family, proto));
       if (listed.exitCode !== 0) {
         warnings.push(`listing ${proto} flows failed (${listed.stderr.trim()}); flows redirected by this apply were not cleared`);
         continue;
       }
-      const ours = filters.filter((f) => f.family === family && f.proto === proto);
       for (const flow of parseFlows(listed.stdout, family, proto).filter((f) => ours.some((filter) => flowMatches(f, filter)))) {
         // Exit 1 with "0 flow entries" means the flow ended meanwhile: fine.
         const result = await runner.run('conntrack', deleteArgs(flow));

@@ -4,11 +4,18 @@
 //   - a hostPort a host process already listens on: Docker would fail to bind it; with natctl
 //     the DNAT wins and that process is no longer reachable on the port from outside.
 // Warnings, not errors: addresses and processes come and go independently of the config.
-// Read-only: `ip route show table local` and `ss -l`, inside the managed namespace.
+// Read-only, inside the managed namespace: the local routes (rtnetlink) and the listening
+// sockets (sock_diag), in process where the host network layer can (network.ts), else
+// `ip route show table local` and `ss -l`; `ss -p` only once a clash is found.
 import type { Runner } from '../backends/exec.js';
-import { type Cidr, cidrContains, ipFamily, parseCidr } from '../config/addr.js';
+import { cidrContains, ipFamily } from '../config/addr.js';
 import { formatPortRange } from '../config/ports.js';
 import type { Mapping, Model } from '../model/model.js';
+import { type Listener, parseListeners } from './listeners.js';
+import { type HostNetwork, openHostNetwork } from './network.js';
+import { type HostView, boundIp, hostView, publishes } from './view.js';
+
+export { type Listener, parseListeners } from './listeners.js';
 
 export interface LocalFinding {
   check: 'host ip' | 'port in use';
@@ -17,94 +24,62 @@ export interface LocalFinding {
   fix: string;
 }
 
-/** The kernel's local routes (what `fib daddr type local` matches), both families. */
-async function localPrefixes(runner: Runner): Promise<Cidr[]> {
-  const out: Cidr[] = [];
-  for (const family of ['-4', '-6']) {
-    const result = await runner.run('ip', ['-j', family, 'route', 'show', 'table', 'local', 'type', 'local']).catch(() => undefined);
-    // An empty local table ("FIB table does not exist"): no local address of that family.
-    if (!result || result.exitCode !== 0) continue;
-    const routes = JSON.parse(result.stdout || '[]') as { dst?: string }[];
-    for (const route of routes) {
-      const cidr = route.dst ? parseCidr(route.dst) : undefined;
-      if (cidr && typeof cidr !== 'string') out.push(cidr);
-    }
-  }
-  return out;
-}
-
-interface Listener {
-  proto: 'tcp' | 'udp' | 'sctp';
-  /** undefined: a wildcard address (0.0.0.0, [::], *). */
-  addr?: string;
-  port: number;
-  process?: string;
-}
-
-/** `ss -H -l -n` lines: `tcp LISTEN 0 4096 127.0.0.1:8080 0.0.0.0:* users:(("redis",pid=9,fd=6))`. */
-export function parseListeners(text: string, proto?: Listener['proto']): Listener[] {
+/**
+ * Listening sockets on the mappings' protocols. TCP and UDP come from `host` (sock_diag in
+ * process, or ss); SCTP from `ss -S`, only when a mapping is SCTP. `withProcesses` runs ss -p
+ * instead, which reads every process's fds (40-90 ms): only once a clash is found.
+ */
+async function listeners(runner: Runner, host: HostNetwork, view: HostView, withProcesses: boolean): Promise<Listener[]> {
+  const protos = view.protos;
+  const inet = (['tcp', 'udp'] as const).filter((p) => protos.has(p));
   const out: Listener[] = [];
-  for (const line of text.split('\n')) {
-    const fields = line.trim().split(/\s+/);
-    // With -t -u the first column is the protocol; ss prints no such column for one type (-S).
-    const offset = proto === undefined ? 1 : 0;
-    const netid = proto ?? fields[0];
-    const local = fields[3 + offset];
-    if (!local || (netid !== 'tcp' && netid !== 'udp' && netid !== 'sctp')) continue;
-    const colon = local.lastIndexOf(':');
-    const port = Number(local.slice(colon + 1));
-    if (colon < 0 || !Number.isInteger(port) || port <= 0) continue;
-    // `127.0.0.53%lo`, `[fe80::1]%eth0`: the zone goes, then the brackets.
-    const host = local.slice(0, colon).replace(/%.*$/, '').replace(/^\[|\]$/g, '');
-    const wildcard = host === '*' || host === '0.0.0.0' || host === '::';
-    const owner = /users:\(\("([^"]+)",pid=(\d+)/.exec(line);
-    const listener: Listener = { proto: netid, port };
-    if (!wildcard && ipFamily(host)) listener.addr = host;
-    if (owner) listener.process = `${owner[1]} (pid ${owner[2]})`;
-    out.push(listener);
-  }
-  return out;
-}
-
-/** `withProcesses` adds ss -p, which reads every process's fds (40-90 ms): only once a clash is found. */
-async function listeners(runner: Runner, model: Model, withProcesses: boolean): Promise<Listener[]> {
-  const protos = new Set(model.mappings.map((m) => m.proto));
-  const base = ['-H', '-l', '-n', ...(withProcesses ? ['-p'] : [])];
-  const out: Listener[] = [];
-  if (protos.has('tcp') || protos.has('udp')) {
+  if (inet.length && !withProcesses) out.push(...(await host.listeners([...inet])));
+  if (inet.length && withProcesses) {
     // Both types, so that ss prints the protocol column.
-    const result = await runner.run('ss', [...base, '-t', '-u']).catch(() => undefined);
+    const result = await runner.run('ss', ['-H', '-l', '-n', '-p', '-t', '-u']).catch(() => undefined);
     if (result?.exitCode === 0) out.push(...parseListeners(result.stdout));
   }
   if (protos.has('sctp')) {
     // Fails without the sctp module loaded: then nothing listens on SCTP.
-    const result = await runner.run('ss', [...base, '-S']).catch(() => undefined);
+    const result = await runner.run('ss', ['-H', '-l', '-n', ...(withProcesses ? ['-p'] : []), '-S']).catch(() => undefined);
     if (result?.exitCode === 0) out.push(...parseListeners(result.stdout, 'sctp'));
   }
   return out;
 }
 
-const isUnspecified = (ip: string): boolean => ip === '0.0.0.0' || ip === '::';
-
 function listenerClashes(mapping: Mapping, listener: Listener): boolean {
   if (listener.proto !== mapping.proto || listener.port < mapping.hostPorts.from || listener.port > mapping.hostPorts.to) return false;
-  const hostIp = mapping.hostIp !== undefined && !isUnspecified(mapping.hostIp) ? mapping.hostIp : undefined;
+  const hostIp = boundIp(mapping);
   // A wildcard listener takes every address (an IPv6 wildcard usually IPv4 too).
   if (listener.addr === undefined) return true;
   if (hostIp !== undefined) return listener.addr === hostIp;
   return ipFamily(listener.addr) === mapping.family;
 }
 
-/** Warnings for `model` on the host behind `runner`; empty when everything can work. */
-export async function localFindings(runner: Runner, model: Model): Promise<LocalFinding[]> {
+/** Warnings for `model` on the host behind `runner`; empty when everything can work. `host`: an open one to use (else one is opened and closed). */
+export async function localFindings(runner: Runner, model: Model, host?: HostNetwork): Promise<LocalFinding[]> {
   if (!model.mappings.length) return [];
+  if (!host) {
+    const opened = await openHostNetwork(runner);
+    try {
+      return await localFindings(runner, model, opened);
+    } finally {
+      opened.close();
+    }
+  }
   const findings: LocalFinding[] = [];
-  const bound = model.mappings.filter((m) => m.hostIp !== undefined && !isUnspecified(m.hostIp));
-  const [local, quick] = await Promise.all([bound.length ? localPrefixes(runner) : Promise.resolve([]), listeners(runner, model, false)]);
+  // The model's host view (view.ts): the mappings with a host IP and the published ports, kept
+  // up to date by an apply's changes, so that this costs no pass over every mapping.
+  const view = hostView(model);
+  const bound = [...view.bound.values()];
+  const [local, quick] = await Promise.all([bound.length ? host.localRoutes() : Promise.resolve([]), listeners(runner, host, view, false)]);
   if (bound.length) {
+    const isLocal = new Map<string, boolean>();
     for (const mapping of bound) {
       const hostIp = mapping.hostIp as string;
-      if (local.some((cidr) => cidrContains(cidr, hostIp))) continue;
+      let known = isLocal.get(hostIp);
+      if (known === undefined) isLocal.set(hostIp, (known = local.some((cidr) => cidrContains(cidr, hostIp))));
+      if (known) continue;
       findings.push({
         check: 'host ip',
         mapping: mapping.name,
@@ -113,8 +88,11 @@ export async function localFindings(runner: Runner, model: Model): Promise<Local
       });
     }
   }
-  const clashes = model.mappings.some((m) => quick.some((l) => listenerClashes(m, l)));
-  const open = clashes ? await listeners(runner, model, true) : [];
+  // Every mapping is looked at only when a listener sits on a published port.
+  const candidates = quick.filter((l) => publishes(view, l.proto, l.port));
+  const clashes = candidates.length > 0 && model.mappings.some((m) => candidates.some((l) => listenerClashes(m, l)));
+  if (!clashes) return findings;
+  const open = await listeners(runner, host, view, true);
   for (const mapping of model.mappings) {
     const clash = open.find((l) => listenerClashes(mapping, l));
     if (!clash) continue;
@@ -129,8 +107,8 @@ export async function localFindings(runner: Runner, model: Model): Promise<Local
 }
 
 /** Apply's warnings. */
-export async function localWarnings(runner: Runner, model: Model): Promise<string[]> {
-  return (await localFindings(runner, model).catch((error: unknown) => [{ message: `host checks failed: ${(error as Error).message}` }])).map((f) => f.message);
+export async function localWarnings(runner: Runner, model: Model, host?: HostNetwork): Promise<string[]> {
+  return (await localFindings(runner, model, host).catch((error: unknown) => [{ message: `host checks failed: ${(error as Error).message}` }])).map((f) => f.message);
 }
 
 /** Doctor's results (the shape of doctor's CheckResult). */

@@ -5,34 +5,41 @@
 //   - route_localnet where a loopback host IP is published, put back to its earlier value
 //     once no loopback mapping needs it (the earlier value is kept in the state dir, so a later
 //     run, or `flush`, can restore it).
-import { constants } from 'node:fs';
+import { constants, readFileSync, writeFileSync } from 'node:fs';
 import { open, readFile, rename, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import type { Runner } from '../backends/exec.js';
 import { cidrContains } from '../config/addr.js';
-import { type Model, loopbackNetworks, undeclaredTargets } from '../model/model.js';
+import type { Model } from '../model/model.js';
 import { type HostNetwork, type LinkInfo, openHostNetwork } from './network.js';
+import { canEnterNetns, inNetns } from './netns.js';
+import { hostView, undeclaredTargetsOf } from './view.js';
 
 export interface PrepareOptions {
   /** Where the interfaces' route_localnet values from before natctl are kept. */
   stateDir?: string;
+  /** An open host network to use (else one is opened and closed here). */
+  host?: HostNetwork;
 }
 
 /** Returns warnings; never throws for a missing interface (workloads may come later). */
 export async function prepareHost(runner: Runner, model: Model, options: PrepareOptions = {}): Promise<string[]> {
   const warnings: string[] = [];
   const missing = new Set<string>();
-  const undeclared = undeclaredTargets(model);
+  // From the model's host view (view.ts): no pass over every mapping on each apply.
+  const view = hostView(model);
+  const undeclared = undeclaredTargetsOf(model, view);
   if (model.networks.length || undeclared.length) {
-    const host = await openHostNetwork(runner);
+    const host = options.host ?? (await openHostNetwork(runner));
     try {
       await setHairpinModes(host, model, undeclared, missing, warnings);
     } finally {
-      host.close();
+      if (!options.host) host.close();
     }
   }
-  const needed = loopbackNetworks(model).filter((n) => !missing.has(n));
-  warnings.push(...(await routeLocalnet(runner, needed, options.stateDir)));
+  const needed = [...view.loopback.keys()].filter((n) => !missing.has(n));
+  const sysctl = runner.netns !== undefined && canEnterNetns() ? procSysctl(runner.netns) : commandSysctl(runner);
+  warnings.push(...(await routeLocalnet(runner, needed, options.stateDir, sysctl)));
   return warnings;
 }
 
@@ -103,36 +110,83 @@ async function writeSaved(stateDir: string | undefined, saved: Saved): Promise<v
 // Slashes, not dots: interface names may hold dots (eth0.100).
 const key = (name: string): string => `net/ipv4/conf/${name}/route_localnet`;
 
+/** Reads and writes the sysctls of one namespace; errors as text, in sysctl's words. */
+export interface Sysctl {
+  get(key: string): Promise<{ value: string } | { error: string }>;
+  /** undefined when written. */
+  set(key: string, value: string): Promise<string | undefined>;
+}
+
+/** The `sysctl` command, through the runner (inside its namespace). */
+export function commandSysctl(runner: Runner): Sysctl {
+  return {
+    async get(name) {
+      const result = await runner.run('sysctl', ['-n', name]);
+      return result.exitCode === 0 ? { value: result.stdout.trim() } : { error: result.stderr.trim() };
+    },
+    async set(name, value) {
+      const result = await runner.run('sysctl', ['-q', '-w', `${name}=${value}`]);
+      return result.exitCode === 0 ? undefined : result.stderr.trim();
+    },
+  };
+}
+
+/**
+ * /proc/sys read and written in process, by a thread inside `netns` (netns.ts): /proc/sys/net
+ * shows the network namespace of the thread that opens the file, so no process is spawned.
+ */
+export function procSysctl(netns: string): Sysctl {
+  const failure = (name: string, error: unknown): string =>
+    (error as { code?: string }).code === 'ENOENT' ? `sysctl: cannot stat /proc/sys/${name}: No such file or directory` : `sysctl: /proc/sys/${name}: ${(error as Error).message}`;
+  return {
+    async get(name) {
+      try {
+        return { value: inNetns(netns, () => readFileSync(`/proc/sys/${name}`, 'utf8')).trim() };
+      } catch (error) {
+        return { error: failure(name, error) };
+      }
+    },
+    async set(name, value) {
+      try {
+        inNetns(netns, () => writeFileSync(`/proc/sys/${name}`, value));
+        return undefined;
+      } catch (error) {
+        return failure(name, error);
+      }
+    },
+  };
+}
+
 /**
  * route_localnet=1 on `needed`; every other interface natctl set it on goes back to the value
  * it had before. The earlier value is written down before the sysctl changes, so a crash in
  * between leaves a record, never a change without one.
  */
-export async function routeLocalnet(runner: Runner, needed: string[], stateDir: string | undefined): Promise<string[]> {
+export async function routeLocalnet(runner: Runner, needed: string[], stateDir: string | undefined, sysctl: Sysctl = commandSysctl(runner)): Promise<string[]> {
   const warnings: string[] = [];
   const saved = await readSaved(stateDir);
   let dirty = false;
   for (const name of needed) {
-    const current = await runner.run('sysctl', ['-n', key(name)]);
-    if (current.exitCode !== 0) {
-      warnings.push(`network ${name}: route_localnet not readable: ${current.stderr.trim()}`);
+    const current = await sysctl.get(key(name));
+    if ('error' in current) {
+      warnings.push(`network ${name}: route_localnet not readable: ${current.error}`);
       continue;
     }
-    if (current.stdout.trim() === '1') continue;
+    if (current.value === '1') continue;
     if (saved[name] === undefined) {
-      saved[name] = current.stdout.trim();
+      saved[name] = current.value;
       dirty = true;
       await writeSaved(stateDir, saved).catch((error: unknown) => warnings.push(`network ${name}: the earlier route_localnet value was not saved (${(error as Error).message})`));
     }
-    const result = await runner.run('sysctl', ['-q', '-w', `${key(name)}=1`]);
-    if (result.exitCode !== 0) warnings.push(`network ${name}: route_localnet not set: ${result.stderr.trim()}`);
+    const failed = await sysctl.set(key(name), '1');
+    if (failed !== undefined) warnings.push(`network ${name}: route_localnet not set: ${failed}`);
   }
   for (const [name, before] of Object.entries(saved)) {
     if (needed.includes(name)) continue;
-    const result = await runner.run('sysctl', ['-q', '-w', `${key(name)}=${before}`]);
+    const failed = await sysctl.set(key(name), before);
     // A vanished interface took its setting with it.
-    if (result.exitCode !== 0 && !/No such file|cannot stat/i.test(result.stderr)) {
-      warnings.push(`network ${name}: route_localnet not put back to ${before}: ${result.stderr.trim()}`);
+    if (failed !== undefined && !/No such file|cannot stat/i.test(failed)) {
+      warnings.push(`network ${name}: route_localnet not put back to ${before}: ${failed}`);
       continue;
     }
     delete saved[name];

@@ -296,35 +296,101 @@ export function buildModel(config: Config): Model {
 }
 
 /**
- * The mappings of a built model, indexed by name and by family/proto, so that a few new
- * mappings are checked against 50,000 existing ones without building those again (the agent
- * API, docs/embedding.md). The rules are the ones buildModel applies.
+ * The applied mappings by name and by host port, for the agent API (docs/embedding.md): a
+ * change is checked against them without building 50,000 mappings again, and the index of the
+ * next generation is this one with the change (`evolve`), not a new one.
  */
 export class MappingIndex {
-  private readonly byName = new Map<string, { mapping: Mapping; index: number }>();
-  private readonly byKey = new Map<string, Mapping[]>();
-  constructor(readonly model: Model) {
-    model.mappings.forEach((mapping, index) => {
-      this.byName.set(mapping.name, { mapping, index });
-      const key = `${mapping.family}/${mapping.proto}`;
-      const group = this.byKey.get(key);
-      if (group) group.push(mapping);
-      else this.byKey.set(key, [mapping]);
-    });
+  private readonly byName: Map<string, Mapping>;
+  /** family/proto/port -> mappings whose range is narrow (at most `narrow` ports). */
+  private readonly byPort: Map<string, Mapping[]>;
+  /** family/proto -> mappings with wider ranges (few: a sweep over them is cheap). */
+  private readonly wide: Map<string, Set<Mapping>>;
+  private static readonly narrow = 64;
+
+  constructor(readonly model: Model, from?: MappingIndex) {
+    if (from) {
+      this.byName = from.byName;
+      this.byPort = from.byPort;
+      this.wide = from.wide;
+      return;
+    }
+    this.byName = new Map();
+    this.byPort = new Map();
+    this.wide = new Map();
+    for (const mapping of model.mappings) this.insert(mapping);
   }
+
+  private insert(mapping: Mapping): void {
+    this.byName.set(mapping.name, mapping);
+    const { from, to } = mapping.hostPorts;
+    if (to - from >= MappingIndex.narrow) {
+      const key = `${mapping.family}/${mapping.proto}`;
+      const group = this.wide.get(key);
+      if (group) group.add(mapping);
+      else this.wide.set(key, new Set([mapping]));
+      return;
+    }
+    for (let port = from; port <= to; port++) {
+      const key = `${mapping.family}/${mapping.proto}/${port}`;
+      const group = this.byPort.get(key);
+      if (group) group.push(mapping);
+      else this.byPort.set(key, [mapping]);
+    }
+  }
+
+  private delete(mapping: Mapping): void {
+    const indexed = this.byName.get(mapping.name);
+    if (!indexed) return;
+    this.byName.delete(mapping.name);
+    const { from, to } = indexed.hostPorts;
+    if (to - from >= MappingIndex.narrow) {
+      this.wide.get(`${indexed.family}/${indexed.proto}`)?.delete(indexed);
+      return;
+    }
+    for (let port = from; port <= to; port++) {
+      const key = `${indexed.family}/${indexed.proto}/${port}`;
+      const rest = (this.byPort.get(key) ?? []).filter((m) => m !== indexed);
+      if (rest.length) this.byPort.set(key, rest);
+      else this.byPort.delete(key);
+    }
+  }
+
   has(name: string): boolean {
     return this.byName.has(name);
   }
-  /** Position of a mapping in the model (and in the config it was built from). */
+
+  /** Position of a mapping in the model (and in the config it was built from); for messages. */
   position(name: string): number | undefined {
-    return this.byName.get(name)?.index;
+    const found = this.model.mappings.findIndex((m) => m.name === name);
+    return found < 0 ? undefined : found;
   }
+
   /** The first existing mapping (other than those in `ignore`) that `mapping` conflicts with. */
   conflict(mapping: Mapping, ignore: ReadonlySet<string>): Mapping | undefined {
-    for (const other of this.byKey.get(`${mapping.family}/${mapping.proto}`) ?? []) {
-      if (!ignore.has(other.name) && mappingsConflict(mapping, other)) return other;
+    const usable = (other: Mapping): boolean => !ignore.has(other.name) && mappingsConflict(mapping, other);
+    const { from, to } = mapping.hostPorts;
+    if (to - from >= MappingIndex.narrow) {
+      // A wide new range: every mapping of its family and protocol may overlap it.
+      for (const other of this.byName.values()) if (usable(other)) return other;
+      return undefined;
     }
+    for (let port = from; port <= to; port++) {
+      for (const other of this.byPort.get(`${mapping.family}/${mapping.proto}/${port}`) ?? []) if (usable(other)) return other;
+    }
+    for (const other of this.wide.get(`${mapping.family}/${mapping.proto}`) ?? []) if (usable(other)) return other;
     return undefined;
+  }
+
+  /**
+   * The index of `model`, which is this index's model without `removed` and with `added`
+   * (replaced mappings are in both). Costs the change, not the model: this index's tables are
+   * taken over, so this index must not be used afterwards.
+   */
+  evolve(model: Model, removed: readonly Mapping[], added: readonly Mapping[]): MappingIndex {
+    for (const mapping of removed) this.delete(mapping);
+    for (const mapping of added) this.insert(mapping);
+    return new MappingIndex(model, this);
   }
 }
 

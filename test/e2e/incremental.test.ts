@@ -4,6 +4,7 @@
 // to a full load, and a kernel that refuses everything keeps the previous ruleset; a clobbered
 // table is repaired by the full path; `natctl add` and `natctl rm` work by packets.
 import { execa } from 'execa';
+import { readFile, rm } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { Sandbox, addr, e2eEnabled, repoRoot } from '../helpers/topology.js';
@@ -14,6 +15,8 @@ const network = { name: 'lab0', subnets: ['198.18.0.0/24'] };
 const configA = { version: 1, networks: [network], mappings: [{ name: 'web', hostPort: 8080, target: `${addr.c1}:80` }] };
 const configB = { version: 1, networks: [network], mappings: [...configA.mappings, { name: 'db', hostPort: 8081, target: `${addr.c2}:80` }] };
 const configC = { version: 1, networks: [network], mappings: [...configB.mappings, { name: 'cache', hostPort: 8083, target: `${addr.c2}:80` }] };
+// A mapping with chains (two targets): removing it deletes chains a map element jumped to.
+const configD = { version: 1, networks: [network], mappings: [...configB.mappings, { name: 'pair', hostPort: 8084, targets: [`${addr.c1}:80`, `${addr.c2}:80`] }] };
 
 interface ApplyJson { kind: string; changed: boolean; repairedDrift: boolean; generation: number }
 interface StatusJson { mappings: { name: string; connections: number; packets: number; state: string }[]; drift: { drifted: boolean } }
@@ -23,6 +26,7 @@ describe.runIf(enabled)('incremental applies on a real kernel', () => {
   let fileA = '';
   let fileB = '';
   let fileC = '';
+  let fileD = '';
   let realNft = '';
 
   /** natctl's table as the kernel holds it, without counters. */
@@ -49,6 +53,7 @@ describe.runIf(enabled)('incremental applies on a real kernel', () => {
     fileA = await box.writeConfig('a.json', configA);
     fileB = await box.writeConfig('b.json', configB);
     fileC = await box.writeConfig('c.json', configC);
+    fileD = await box.writeConfig('d.json', configD);
   }, 60_000);
   afterAll(() => box.destroy());
 
@@ -102,6 +107,32 @@ describe.runIf(enabled)('incremental applies on a real kernel', () => {
     expect(await apply(fileB)).toMatchObject({ exitCode: 0, kind: 'full', repairedDrift: true });
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
   }, 60_000);
+
+  it('a kernel before 6.2 (chain delete busy right after its element went) gets the chains deleted after a retry; never busy-free, the delta is undone', async () => {
+    const busyCount = join(box.workDir, 'busy-count');
+    expect((await apply(fileB)).exitCode).toBe(0);
+    expect(await apply(fileD)).toMatchObject({ exitCode: 0, kind: 'delta' });
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8084)).toMatch(/^c[12] /);
+    // Busy twice, as 6.1 answers while the element's reference is still being released.
+    await rm(busyCount, { force: true });
+    const removed = await apply(fileB, faulty({ FAKE_NFT_MODE: 'busy-chain-delete', FAKE_NFT_BUSY: '2' }));
+    expect(removed, removed.stderr).toMatchObject({ exitCode: 0, kind: 'delta' });
+    expect((await readFile(busyCount, 'utf8')).trim()).toBe('2');
+    expect(await live()).not.toMatch(/chain [mft]-pair/);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8084)).toMatch(/^ERR/);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+    // Busy for good: the chains stay, so the delta is undone and the previous ruleset is in place.
+    expect(await apply(fileD)).toMatchObject({ exitCode: 0, kind: 'delta' });
+    const before = await live();
+    await rm(busyCount, { force: true });
+    const stuck = await apply(fileB, faulty({ FAKE_NFT_MODE: 'busy-chain-delete', FAKE_NFT_BUSY: '99' }));
+    expect(stuck.exitCode).toBe(1);
+    expect(JSON.stringify(stuck)).toMatch(/chain [mft]-pair is still there/);
+    expect(JSON.stringify(stuck)).toMatch(/previous ruleset was restored and verified/);
+    expect(await live()).toBe(before);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8084)).toMatch(/^c[12] /);
+    expect(await apply(fileB)).toMatchObject({ exitCode: 0, kind: 'delta' });
+  }, 90_000);
 
   it('natctl add (a Docker -p string) and natctl rm work by packets, as deltas; bad input exits 2 untouched', async () => {
     const added = await box.natctl(['add', '--name', 'api', '--publish', '8082:80', '--target', addr.c2, '--network', 'lab0', '--json']);

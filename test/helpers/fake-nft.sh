@@ -12,6 +12,9 @@
 #                   to $FAKE_NFT_TAMPER_TO (same rule and element count; first load only)
 #   load-then-fill  loads for real, then fills the file system of $FAKE_NFT_FILL (first load
 #                   only): the state dir is full when natctl records the generation
+#   busy-chain-delete  refuses a batch of chain deletes with EBUSY, the first $FAKE_NFT_BUSY
+#                   times (default 2): what a kernel before 6.2 answers while a map element
+#                   deleted by the previous transaction still holds a reference to the chain
 # and with FAKE_NFT_REFUSE=TEXT refuses any batch, checked or committed, that contains TEXT
 # (a stand-in for a kernel that objects to one object of the batch).
 is_load=0
@@ -72,6 +75,15 @@ if [ "$is_load" = 1 ] && [ "$is_check" = 0 ]; then
         rule=$(printf '%s' "${line% # handle*}" | sed -e "s/dnat ip to [^ ]*/dnat ip to $FAKE_NFT_TAMPER_TO/" -e 's/counter packets [0-9]* bytes [0-9]*/counter/')
         "$REAL_NFT" "replace rule inet natctl m-web handle $handle $rule" || exit 1
         exit 0
+      fi ;;
+    busy-chain-delete)
+      if [ -n "$file" ] && ! grep -qv '^delete chain ' "$file"; then
+        count=$(cat "$FAKE_NFT_STATE/busy-count" 2>/dev/null || echo 0)
+        if [ "$count" -lt "${FAKE_NFT_BUSY:-2}" ]; then
+          echo $((count + 1)) > "$FAKE_NFT_STATE/busy-count"
+          echo "Error: Could not process rule: Device or resource busy" >&2
+          exit 1
+        fi
       fi ;;
     load-then-fill)
       if [ ! -e "$FAKE_NFT_STATE/filled" ]; then

@@ -2,14 +2,17 @@
 // the fake backend: no-op without a listing, delta, refused delta -> full path, a delta that
 // does not verify -> inverse delta -> full reload -> exit 5, drift -> full, no capability -> full,
 // backend switch -> full, old generations, and the agent API (add, replace, remove by name).
-import { mkdtemp, readFile, rm, writeFile } from 'node:fs/promises';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { afterEach, beforeEach, describe, expect, it } from 'vitest';
 import { FakeBackend, fakeWithoutDeltas } from '../../src/backends/fake.js';
 import { parseConfigObject } from '../../src/config/load.js';
 import { Controller, configHash } from '../../src/engine/controller.js';
+import { maxEditDepth, StateStore } from '../../src/engine/state.js';
 import { ApplyError, ConfigError, RollbackError } from '../../src/errors.js';
+
+const fileOf = (generation: number): string => `gen-${String(generation).padStart(8, '0')}.json`;
 
 const configA = parseConfigObject({ version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'] }], mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.2:80' }] });
 const configB = parseConfigObject({ version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'] }], mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.2:80' }, { name: 'db', hostPort: 5432, target: '198.18.0.4' }] });
@@ -292,6 +295,57 @@ describe('agent API: mappings by name', () => {
     const result = await fresh.addMappings([{ name: 'web', hostPort: 8080, target: '198.18.0.2' }]);
     expect(result.kind).toBe('full');
     expect(result.generation?.config).toEqual({ version: 1, mappings: [{ name: 'web', hostPort: 8080, target: '198.18.0.2' }] });
+  });
+
+  it('records only its edits: a generation the size of the change, read back whole, by a new Controller too', async () => {
+    const store = new StateStore(join(dir, 'state'));
+    const base = parseConfigObject({ version: 1, networks: [{ name: 'lab0', subnets: ['198.18.0.0/24'] }], mappings: Array.from({ length: 300 }, (_, i) => ({ name: `m${i}`, hostPort: 10000 + i, target: `198.18.0.${(i % 200) + 2}:80`, network: 'lab0' })) });
+    const whole = await controller.apply(base);
+    const wholeBytes = (await stat(join(dir, 'state', fileOf(whole.generation!.generation)))).size;
+    await controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4', network: 'lab0' }]);
+    await controller.replaceMappings([{ name: 'm5', hostPort: 10005, target: '198.18.0.9:81', network: 'lab0' }]);
+    const removed = await controller.removeMappings(['m7', 'm3']);
+    const file = join(dir, 'state', fileOf(removed.generation!.generation));
+    const stored = JSON.parse(await readFile(file, 'utf8')) as Record<string, unknown>;
+    expect(stored).toMatchObject({ parent: removed.generation!.generation - 1, base: whole.generation!.generation, depth: 3, edits: { removed: [7, 3], replaced: [], appended: [] } });
+    expect(stored.config).toBeUndefined();
+    expect((await stat(file)).size).toBeLessThan(wholeBytes / 20);
+    // Read back whole, in the order the agent API built it.
+    const expected = [...base.mappings!.map((m) => m.name)].filter((n) => n !== 'm7' && n !== 'm3').concat('db');
+    const latest = (await store.latest()).generation!;
+    expect(latest.config.mappings!.map((m) => m.name)).toEqual(expected);
+    expect(latest.config.mappings!.find((m) => m.name === 'm5')).toMatchObject({ target: '198.18.0.9:81' });
+    expect(latest.config).toEqual(removed.generation!.config);
+    // A new Controller (another process) starts from it: the same config is a no-op.
+    const fresh = await Controller.open({ backend, stateDir: join(dir, 'state') });
+    expect((await fresh.apply(removed.generation!.config)).kind).toBe('noop');
+    // Rollback to an edits generation re-applies its whole config.
+    const back = await fresh.rollback(removed.generation!.generation - 1);
+    expect(back.generation?.config.mappings?.map((m) => m.name)).toContain('m7');
+  });
+
+  it('a chain of edits is cut by a whole generation every maxEditDepth; pruning keeps what the kept ones need', async () => {
+    const store = new StateStore(join(dir, 'state'));
+    for (let i = 0; i < maxEditDepth + 3; i++) {
+      const result = await controller.addMappings([{ name: `n${i}`, hostPort: 20000 + i, target: '198.18.0.4' }]);
+      expect(result.generation?.depth ?? 0).toBe((i + 1) % (maxEditDepth + 1));
+    }
+    const numbers = await store.numbers();
+    // 10 kept, plus the whole generation the oldest kept edits lead back to.
+    const { generations, corrupt } = await store.scan();
+    expect(corrupt).toEqual([]);
+    expect(generations.length).toBe(numbers.length);
+    expect(numbers.length).toBeLessThanOrEqual(10 + maxEditDepth);
+    expect((await store.latest()).generation!.config.mappings!.length).toBe(1 + maxEditDepth + 3);
+  });
+
+  it('an edits generation whose parent is unreadable is corrupt too: skipped and reported, never half-read', async () => {
+    const first = await controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4' }]);
+    await controller.addMappings([{ name: 'db2', hostPort: 5433, target: '198.18.0.5' }]);
+    await writeFile(join(dir, 'state', fileOf(first.generation!.generation)), '{ torn');
+    const { generations, corrupt } = await new StateStore(join(dir, 'state')).scan();
+    expect(generations.map((g) => g.generation)).toEqual([first.generation!.generation - 1]);
+    expect(corrupt.map((c) => c.reason)).toEqual([expect.stringMatching(/not valid JSON/), expect.stringMatching(/records edits against generation \d+, which is unreadable/)]);
   });
 
   it('a failed delta of the agent API leaves the previous ruleset and history', async () => {

@@ -113,7 +113,7 @@ describe('nft compiler', () => {
 
   it('hairpin: false drops connections DNATed back into their own network; targets in no network get the per-target masquerade', () => {
     const forward = rulesOf({ networks: [lab0({ hairpin: false })] }, 'forward');
-    expect(forward[1]?.comment).toBe('natctl no hairpin lab0');
+    expect(forward[0]?.comment).toBe('natctl no hairpin lab0');
     expect(rulesOf({ networks: [lab0({ hairpin: false })] }, 'postrouting').map((r) => r.comment)).not.toContain('natctl hairpin lab0');
     const post = rulesOf({ mappings: [{ hostPort: 8080, targets: ['198.18.0.2:80', '198.18.0.3:80'] }, { hostPort: 8080, target: '[fd00:18::2]:80' }] }, 'postrouting');
     expect(post.map((r) => JSON.stringify(r.expr))).toEqual([

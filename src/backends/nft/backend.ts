@@ -5,6 +5,7 @@
 import type { CheckResult } from '../../doctor/checks.js';
 import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
+import type { MappingChanges } from '../../model/diff.js';
 import type { Model } from '../../model/model.js';
 import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading } from '../backend.js';
 import type { Runner } from '../exec.js';
@@ -62,6 +63,12 @@ const failure = (command: string, exitCode: number | undefined, stderr: string):
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
 const stampPattern = /^[0-9a-f]{1,32}$/;
+const where = `${tableFamily} ${tableName}`;
+
+/** The message of each error nft printed for a batch (`[FILE:LINE:COL: ]Error: MESSAGE`), in order. */
+function errorMessages(stderr: string): string[] {
+  return [...stderr.matchAll(/(?:^|: )Error: (.*)$/gm)].map((m) => m[1]!);
+}
 
 function checkedStamp(stamp: string): string {
   if (!stampPattern.test(stamp)) throw new Error(`internal: stamp ${JSON.stringify(stamp)} is not [0-9a-f]{1,32}`);
@@ -231,8 +238,8 @@ export class NftBackend implements Backend {
     throw error;
   }
 
-  renderDelta(before: Model, after: Model, stamp: { from: string; to: string }): Delta | undefined {
-    const plan = renderNftDelta(before, after, { from: checkedStamp(stamp.from), to: checkedStamp(stamp.to) });
+  renderDelta(before: Model, after: Model, stamp: { from: string; to: string }, changes?: MappingChanges): Delta | undefined {
+    const plan = renderNftDelta(before, after, { from: checkedStamp(stamp.from), to: checkedStamp(stamp.to) }, changes);
     if (!plan) return undefined;
     const delta: Delta = { backend: 'nft', text: plan.cleanup ? `${plan.main}# after the batch above committed (docs/ruleset.md):\n${plan.cleanup}` : plan.main, summary: plan.summary };
     this.deltas.set(delta, plan);
@@ -254,39 +261,63 @@ export class NftBackend implements Backend {
     const plan = this.planOf(delta);
     await this.loadText(plan.main, false);
     if (!plan.cleanup) return;
-    for (let attempt = 0; attempt < 3; attempt++) {
+    // Backing off up to ~1.3 s in all (kube-proxy leaves such chains for a sync at least a
+    // second later); a 6.2+ kernel takes the first attempt.
+    for (const wait of [10, 20, 40, 80, 160, 320, 640, 0]) {
       const result = await this.transport.run(plan.cleanup, { check: false });
       if (result.exitCode === 0) return;
-      await new Promise((resolve) => setTimeout(resolve, 20 * (attempt + 1)));
+      if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
     }
   }
 
+  /**
+   * Reads back what a delta touched, in a few small calls whatever N (docs/ruleset.md,
+   * "Incremental changes"): the markers by listing them; the elements it added by `get element`
+   * by one check-mode batch of probes (nft 1.0.6's `get element` and listings dump the whole
+   * map first: seconds at 50,000, and the dump poisons the context's cache); the keys it
+   * removed by a batch that creates and deletes them again, which commits (changing nothing)
+   * only if none is there. Each check-mode call costs an aborted transaction, which waits for
+   * an RCU grace period (~5-10 ms here), where a commit does not: one such call per delta.
+   */
   async verifyDelta(delta: Delta): Promise<string[]> {
     const plan = this.planOf(delta);
     const problems: string[] = [];
     if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
     if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
-    // Probed in check mode (nft -c: nothing is committed), element by element: `create` fails
-    // with EEXIST exactly when the key is there, and `add` of the element as sent fails when the
-    // kernel holds that key with other data. nft 1.0.6 answers both without dumping any set,
-    // where `get element` and listings read every element first (docs/ruleset.md).
-    const adds: string[] = [];
-    for (const [map, elements] of plan.present) {
-      for (const { text } of elements) {
-        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${text} }\n`, { check: true });
-        if (result.exitCode === 0) problems.push(`${map} element missing: ${text}`);
-        else if (failure('nft -c create element', result.exitCode, result.stderr).kind !== 'exists') problems.push(`${map}: ${kernelMessage(result.stderr)}`);
-        adds.push(`add element ${tableFamily} ${tableName} ${map} { ${text} }\n`);
+    // The added elements: one check-mode batch of `create` must fail with EEXIST once per
+    // element (every key is there), then `add` of the elements as sent must commit (a key held
+    // with other data fails it; the same element is left as it is, counter included). The
+    // addon's error text does not say which line failed, so a count that does not add up is
+    // narrowed down line by line (the slow path, only when something is wrong).
+    const lines = [...plan.present].flatMap(([map, elements]) => elements.map(({ text }) => ({ map, text, create: `create element ${where} ${map} { ${text} }\n`, add: `add element ${where} ${map} { ${text} }\n` })));
+    if (lines.length) {
+      const created = await this.transport.run(lines.map((l) => l.create).join(''), { check: true });
+      const errors = errorMessages(created.stderr);
+      const allThere = errors.length === lines.length && errors.every((e) => classifyNftFailure(1, e) === 'exists');
+      const same = allThere ? await this.transport.run(lines.map((l) => l.add).join(''), { check: false }) : undefined;
+      if (!allThere || same?.exitCode !== 0) {
+        for (const line of lines) {
+          const one = await this.transport.run(line.create, { check: true });
+          if (one.exitCode === 0) problems.push(`${line.map} element missing: ${line.text}`);
+          else if (failure('nft -c create element', one.exitCode, one.stderr).kind !== 'exists') problems.push(`${line.map}: ${kernelMessage(one.stderr)}`);
+          else {
+            const differs = await this.transport.run(line.add, { check: true });
+            if (differs.exitCode !== 0) problems.push(`an element differs from what the delta sent (${kernelMessage(differs.stderr)}): ${line.map} { ${line.text} }`);
+          }
+        }
+        if (!problems.length) problems.push(`reading the added elements back failed: ${kernelMessage((same ?? created).stderr)}`);
       }
     }
-    if (adds.length && !problems.length) {
-      const same = await this.transport.run(adds.join(''), { check: true });
-      if (same.exitCode !== 0) problems.push(`an element differs from what the delta sent (${kernelMessage(same.stderr)}): ${adds.join('').trim().replace(/\n/g, '; ')}`);
-    }
-    for (const [map, probes] of plan.absent) {
-      for (const probe of probes) {
-        const result = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
-        if (result.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(result.stderr)}`);
+    const probes = [...plan.absent].flatMap(([map, keys]) => keys.map((probe) => ({ map, probe })));
+    if (probes.length) {
+      const batch = probes.map(({ map, probe }) => `create element ${where} ${map} { ${probe} }\ndelete element ${where} ${map} { ${probe.split(' : ')[0]} }\n`).join('');
+      const result = await this.transport.run(batch, { check: false });
+      if (result.exitCode !== 0) {
+        for (const { map, probe } of probes) {
+          const one = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
+          if (one.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(one.stderr)}`);
+        }
+        if (!problems.length) problems.push(`probing the removed keys failed: ${kernelMessage(result.stderr)}`);
       }
     }
     for (const [chain, rules] of plan.chains) {
@@ -299,8 +330,9 @@ export class NftBackend implements Backend {
       problems.push(...verifyListing({ nftables: wanted }, JSON.parse(result.stdout) as NftListing));
     }
     for (const chain of plan.gone) {
-      const result = await this.transport.run(`create chain ${tableFamily} ${tableName} ${chain}\n`, { check: true });
-      if (result.exitCode !== 0) problems.push(`chain ${chain} is still there`);
+      const result = await this.transport.list(['chain', tableFamily, tableName, chain]);
+      if (result.exitCode === 0) problems.push(`chain ${chain} is still there`);
+      else if (!isNotFound(failure('nft -j list chain', result.exitCode, result.stderr))) problems.push(`chain ${chain}: ${kernelMessage(result.stderr)}`);
     }
     return problems;
   }

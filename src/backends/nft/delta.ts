@@ -4,6 +4,7 @@
 // elements; the generation marker is swapped in the same batch, so a delta only commits on
 // a kernel that still holds `from` (deleting a missing marker set fails: nothing changes).
 import { isLoopback } from '../../config/addr.js';
+import { type MappingChanges, sameMapping } from '../../model/diff.js';
 import type { Mapping, Model } from '../../model/model.js';
 import type { NftRule, NftValue } from './json.js';
 import { markerName, renderMappingCommands, tableFamily, tableName } from './render.js';
@@ -31,23 +32,6 @@ export interface DeltaPlan {
   /** Chains the delta deletes. */
   gone: string[];
   summary: { added: string[]; removed: string[]; changed: string[] };
-}
-
-/** Everything render.ts reads of a mapping, compared field by field (no strings built: 50,000 mappings per delta). */
-function sameMapping(a: Mapping, b: Mapping): boolean {
-  if (a === b) return true;
-  if (a.family !== b.family || a.proto !== b.proto || a.hostIp !== b.hostIp || a.network !== b.network) return false;
-  if (a.hostPorts.from !== b.hostPorts.from || a.hostPorts.to !== b.hostPorts.to) return false;
-  if (a.targets.length !== b.targets.length || a.allow.length !== b.allow.length) return false;
-  for (let i = 0; i < a.targets.length; i++) {
-    const [x, y] = [a.targets[i]!, b.targets[i]!];
-    if (x.addr !== y.addr || x.ports.from !== y.ports.from || x.ports.to !== y.ports.to) return false;
-  }
-  for (let i = 0; i < a.allow.length; i++) {
-    const [x, y] = [a.allow[i]!, b.allow[i]!];
-    if (x.addr !== y.addr || x.prefix !== y.prefix) return false;
-  }
-  return true;
 }
 
 /**
@@ -105,6 +89,21 @@ function differences(before: Mapping[], after: Mapping[]): { gone: Mapping[]; co
   return { gone, come, summary };
 }
 
+/** The differences the caller already knows (the agent API): a name in both lists changed. */
+function known(changes: MappingChanges): ReturnType<typeof differences> {
+  const added = new Set(changes.added.map((m) => m.name));
+  const removed = new Set(changes.removed.map((m) => m.name));
+  return {
+    gone: changes.removed,
+    come: changes.added,
+    summary: {
+      added: [...added].filter((name) => !removed.has(name)),
+      removed: [...removed].filter((name) => !added.has(name)),
+      changed: [...added].filter((name) => removed.has(name)),
+    },
+  };
+}
+
 interface Parts { chains: Map<string, NftRule[]>; elements: { map: string; elem: NftValue }[] }
 
 function partsOf(mapping: Mapping): Parts {
@@ -141,9 +140,9 @@ function probeElement(probe: string, elem: NftValue): NftValue {
 }
 
 /** The batch from `before` to `after`, or undefined when more than mappings changed (a full load then). */
-export function renderNftDelta(before: Model, after: Model, stamp: { from: string; to: string }): DeltaPlan | undefined {
+export function renderNftDelta(before: Model, after: Model, stamp: { from: string; to: string }, changes?: MappingChanges): DeltaPlan | undefined {
   if (!sameSkeleton(before, after)) return undefined;
-  const { gone, come, summary } = differences(before.mappings, after.mappings);
+  const { gone, come, summary } = changes ? known(changes) : differences(before.mappings, after.mappings);
   // A name moved between the common part and the middle (reordered configs) is seen twice: full load.
   if ([...gone, ...come].some(feedsSharedRules) || new Set(come.map((m) => m.name)).size !== come.length) return undefined;
 
@@ -188,3 +187,4 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
   const cleanup = deleted.length ? `${deleted.map((name) => `delete chain ${where} ${name}`).join('\n')}\n` : undefined;
   return { main, cleanup, from: stamp.from, to: stamp.to, present, absent, chains, gone: deleted, summary };
 }
+

@@ -165,21 +165,27 @@ function dispatchMaps(batch: Batch): void {
   }
 }
 
-/** The rules of a `published` chain: simple mappings through the data maps, the others through the chain maps; host-IP-bound first. */
+/**
+ * The rules of a `published` chain: simple mappings through the data maps, the others through
+ * the chain maps. Wildcard mappings first, then host-IP-bound ones: no packet can match both
+ * (a wildcard mapping conflicts with every binding of its port, src/model/build.ts), and the
+ * common case, a wildcard IPv4 mapping, then costs one lookup per new connection.
+ */
 function dnatDispatch(batch: Batch, chain: string, skipLoopback: boolean): void {
   for (const family of [4, 6] as const) {
     const dport = payload('th', 'dport');
     const daddr = payload(ipProto(family), 'daddr');
-    batch.rule(chain, [{ dnat: { family: ipProto(family), addr: { map: { key: concat(daddr, meta('l4proto'), dport), data: `@${dnatMap(family, true)}` } } } }]);
-    // `tcp dport` brings its own `meta l4proto tcp` (nft adds the dependency and lists it without): written so, a read-back compares equal.
-    for (const proto of protos) batch.rule(chain, [vmap(concat(daddr, payload(proto, 'dport')), `@${chainMap('dnat', family, proto, true)}`)]);
-    // Like Docker's `! -d 127.0.0.0/8`: a wildcard mapping never captures loopback; only an explicit loopback host IP (above) does.
+    // Like Docker's `! -d 127.0.0.0/8`: a wildcard mapping never captures loopback; only an explicit loopback host IP (below) does.
     const notLoopback = skipLoopback ? [match(daddr, family === 4 ? prefix('127.0.0.0', 8) : '::1', '!=')] : [match(meta('nfproto'), nfproto(family))];
     batch.rule(chain, [...notLoopback, { dnat: { family: ipProto(family), addr: { map: { key: concat(meta('l4proto'), dport), data: `@${dnatMap(family, false)}` } } } }]);
     for (const proto of protos) batch.rule(chain, [...notLoopback, vmap(payload(proto, 'dport'), `@${chainMap('dnat', family, proto, false)}`)]);
+    batch.rule(chain, [{ dnat: { family: ipProto(family), addr: { map: { key: concat(daddr, meta('l4proto'), dport), data: `@${dnatMap(family, true)}` } } } }]);
+    // `tcp dport` brings its own `meta l4proto tcp` (nft adds the dependency and lists it without): written so, a read-back compares equal.
+    for (const proto of protos) batch.rule(chain, [vmap(concat(daddr, payload(proto, 'dport')), `@${chainMap('dnat', family, proto, true)}`)]);
   }
 }
 
+/** The forward dispatch of DNATed connections, every packet: wildcard mappings first (see dnatDispatch). */
 function forwardDispatch(batch: Batch): void {
   const original = ct('proto-dst', { dir: 'original' });
   const isDnat = match(ct('status'), 'dnat', 'in');
@@ -187,11 +193,11 @@ function forwardDispatch(batch: Batch): void {
     for (const proto of protos) {
       const l4 = match(meta('l4proto'), proto);
       const bound = concat(ct('daddr', { family: ipProto(family), dir: 'original' }), original);
-      batch.rule('forward', [l4, isDnat, match(bound, `@${forwardSet(family, proto, true)}`), accept()]);
-      batch.rule('forward', [l4, isDnat, vmap(bound, `@${chainMap('fwd', family, proto, true)}`)]);
       const wildcard = [l4, isDnat, match(meta('nfproto'), nfproto(family))];
       batch.rule('forward', [...wildcard, match(original, `@${forwardSet(family, proto, false)}`), accept()]);
       batch.rule('forward', [...wildcard, vmap(original, `@${chainMap('fwd', family, proto, false)}`)]);
+      batch.rule('forward', [l4, isDnat, match(bound, `@${forwardSet(family, proto, true)}`), accept()]);
+      batch.rule('forward', [l4, isDnat, vmap(bound, `@${chainMap('fwd', family, proto, true)}`)]);
     }
   }
 }
@@ -470,9 +476,10 @@ export function renderNftDocument(model: Model, options: { stamp?: string } = {}
   }
   batch.chain('postrouting', { type: 'nat', hook: 'postrouting', prio: 100 });
   batch.chain('forward', { type: 'filter', hook: 'forward', prio: 0 });
-  // Operator block rules come first, like Docker's DOCKER-USER: before any accept.
+  // Operator block rules come first, like Docker's DOCKER-USER: before any accept. Without
+  // any, no jump: every forwarded packet passes here (a change of block rules is a full load).
   batch.chain('block');
-  batch.rule('forward', [jump('block')]);
+  if (model.block.length) batch.rule('forward', [jump('block')]);
   for (const network of model.networks) {
     if (network.hairpin) continue;
     // hairpin: false. With br_netfilter a sibling's connection DNATed back into its own bridge is
