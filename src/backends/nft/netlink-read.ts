@@ -247,6 +247,14 @@ async function dump(socket: Socket, type: number, payload: Buffer): Promise<Map<
   return messages.map((message) => attributes(message.data, 4));
 }
 
+/** The ruleset's generation id (NFT_MSG_GETGEN 16, NFTA_GEN_ID 1): it changes with every commit. */
+async function rulesetGeneration(socket: Socket): Promise<number> {
+  const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 16, request(), { flags: 0 });
+  const id = messages[0] ? first(attributes(messages[0].data, 4), 1) : undefined;
+  if (!id || id.length < 4) throw new Error('the kernel did not say which ruleset generation it holds');
+  return id.readUInt32BE(0);
+}
+
 /** Reads natctl's table (null: the kernel holds none) in this process's namespace. */
 export async function readRawTable(): Promise<RawTable | null> {
   const elements: Record<string, RawElement[]> = {};
@@ -266,6 +274,7 @@ export async function readRawTableInto(sink: (name: string, elements: RawElement
   const socket = openSocket();
   try {
     const table = cString(tableName);
+    const generation = await rulesetGeneration(socket);
     // NFTA_CHAIN_TABLE, NFTA_SET_TABLE, NFTA_RULE_TABLE are 1, NFTA_*_NAME 3 / 2 (chain, set).
     const chains = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table))))
       .filter((a) => text(first(a, 1)) === tableName)
@@ -301,6 +310,9 @@ export async function readRawTableInto(sink: (name: string, elements: RawElement
         messages[i] = undefined as unknown as Message; // this message's buffer may go now
       }
     }
+    // Several dumps are not one snapshot: a ruleset committed in between (an apply running now)
+    // would mix two generations. nft retries in that case; the caller falls back to nft.
+    if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while status read it');
     return { chains, sets, maps, rules };
   } finally {
     socket.close();
