@@ -157,3 +157,22 @@ describe('status through nft (no netlink reader)', () => {
     expect(none.problems).toContain('chain prerouting is missing');
   });
 });
+
+describe('status over netlink, and its fallback', () => {
+  it('uses the netlink reader without running nft; a reader that fails (say, a commit between its dumps) falls back to one nft listing', async () => {
+    const { NftBackend } = await import('../../src/backends/nft/backend.js');
+    const { ScriptedNftTransport } = await import('../../src/backends/nft/transport-fake.js');
+    const { createRunner } = await import('../../src/backends/exec.js');
+    const model = buildModel(config);
+    const quiet = new ScriptedNftTransport();
+    const overNetlink = new NftBackend({ runner: createRunner(), transport: quiet, statusTable: async () => tableOf(document) });
+    expect(await overNetlink.readStatus(() => ({ model, stamp: 'abc123' }))).toMatchObject({ active: true, problems: [] });
+    expect(quiet.calls).toEqual([]);
+
+    const listing = { nftables: document.nftables.flatMap((c) => ('add' in c ? [c.add] : [])) };
+    const transport = new ScriptedNftTransport().then('list', { stdout: JSON.stringify(listing) });
+    const failing = new NftBackend({ runner: createRunner(), transport, statusTable: () => Promise.reject(new Error('the ruleset changed while status read it')) });
+    expect(await failing.readStatus(() => ({ model, stamp: 'abc123' }))).toMatchObject({ active: true, problems: [] });
+    expect(transport.calls).toEqual([{ op: 'list', args: ['table', 'inet', 'natctl'] }]);
+  });
+});
