@@ -7,6 +7,7 @@
 // but dump requests. A netlink socket belongs to the namespace of the process that opens it,
 // so with a namespace the same code runs in a worker started there (netlink-read-worker.ts).
 import { createRequire } from 'node:module';
+import { canEnterNetns, inNetns } from '../../host/netns.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { bigToIp } from '../../config/addr.js';
@@ -236,10 +237,11 @@ const request = (...attrs: Buffer[]): Buffer => Buffer.concat([Buffer.from([NFPR
  * set from its start again for every message, so 4 KB messages made dumping 50,000 elements
  * 10x slower here.
  */
-function openSocket(): Socket {
+function openSocket(netns?: string): Socket {
   const require = createRequire(import.meta.url);
   const { createNetlink } = require('netlink') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
-  return createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 });
+  // Inside a namespace: created there by the addon's withNetns (src/host/netns.ts), no process.
+  return inNetns(netns, () => createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 }));
 }
 
 async function dump(socket: Socket, type: number, payload: Buffer): Promise<Map<number, Buffer[]>[]> {
@@ -255,13 +257,13 @@ async function rulesetGeneration(socket: Socket): Promise<number> {
   return id.readUInt32BE(0);
 }
 
-/** Reads natctl's table (null: the kernel holds none) in this process's namespace. */
-export async function readRawTable(): Promise<RawTable | null> {
+/** Reads natctl's table (null: the kernel holds none) in this process's namespace, or in `netns` through the addon. */
+export async function readRawTable(netns?: string): Promise<RawTable | null> {
   const elements: Record<string, RawElement[]> = {};
   const table = await readRawTableInto((name, decoded) => {
     const list = (elements[name] ??= []);
     for (const element of decoded) list.push(element);
-  });
+  }, netns);
   return table && { ...table, elements };
 }
 
@@ -270,8 +272,8 @@ export async function readRawTable(): Promise<RawTable | null> {
  * name, every simple mappings' set at least once) instead of keeping them: the worker prints
  * them as they come, so its memory stays that of one message.
  */
-export async function readRawTableInto(sink: (name: string, elements: RawElement[]) => void): Promise<Omit<RawTable, 'elements'> | null> {
-  const socket = openSocket();
+export async function readRawTableInto(sink: (name: string, elements: RawElement[]) => void, netns?: string): Promise<Omit<RawTable, 'elements'> | null> {
+  const socket = openSocket(netns);
   try {
     const table = cString(tableName);
     const generation = await rulesetGeneration(socket);
@@ -325,11 +327,13 @@ const workerScript = import.meta.url.endsWith('.ts') ? join(here, '../../../dist
 
 /**
  * How status reads the table over netlink through `runner`: in this process without a
- * namespace, else in a worker started in it (one process per read). Rejects when the
- * `netlink` addon cannot load or the worker fails; the caller then lists with nft.
+ * namespace or when the addon can enter it, else in a worker started in it (one process per
+ * read). Rejects when the `netlink` addon cannot load or the worker fails; the caller then
+ * lists with nft.
  */
 export function rawTableReader(runner: Runner): () => Promise<RawTable | null> {
-  if (runner.netns === undefined) return readRawTable;
+  if (runner.netns === undefined) return () => readRawTable();
+  if (canEnterNetns()) return () => readRawTable(runner.netns);
   return async () => {
     const result = await runner.run(process.execPath, [workerScript]);
     if (result.exitCode !== 0) throw new Error(result.stderr.trim() || 'the netlink reader failed');
