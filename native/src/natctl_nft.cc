@@ -23,6 +23,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <malloc.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <pthread.h>
@@ -49,6 +50,11 @@
 namespace {
 
 constexpr std::chrono::seconds kIdle(2);
+// A call whose batch or listing is bigger than this leaves libnftables' cache holding the whole
+// table (~170 MB at 50,000 mappings): its context is freed right after and the heap trimmed, and
+// the next call opens a fresh one. The RCU wait a fresh socket may pay is nothing next to such
+// a call (docs/performance.md, "Memory").
+constexpr size_t kBigCall = 1 << 20;
 
 // libnftables keeps some process-wide state (its mini-gmp allocator hooks, lazily read
 // iproute2 tables), so no two contexts run at once, whichever thread owns them. The shared
@@ -160,10 +166,20 @@ void* threadMain(void* arg) {
     Call* call = self->queue.front();
     self->queue.pop_front();
     lock.unlock();
+    if (failure.empty() && ctx == nullptr) {
+      ctx = newContext();
+      if (ctx == nullptr) call->failure = "libnftables could not create a context";
+    }
     if (!failure.empty()) {
       call->failure = failure;
-    } else {
+    } else if (ctx != nullptr) {
       runWith(ctx, call);
+      if (call->input.size() + call->output.size() > kBigCall) {
+        std::lock_guard<std::mutex> guard(nftMutex);
+        nft_ctx_free(ctx);
+        ctx = nullptr;
+        malloc_trim(0);
+      }
     }
     complete(call);
     lock.lock();
