@@ -140,6 +140,17 @@ describe.each([
     expect((await box.exec(box.host, 'nft', ['list', 'tables'])).stdout).not.toContain('nctext');
   });
 
+  it.runIf(runs)('keeps working after a call bigger than 1 MB (the addon frees its context then, native/src/natctl_nft.cc)', async () => {
+    const padding = `# ${'x'.repeat(1 << 20)}\n`;
+    const added = await backend.transport.run(`${padding}add table inet ncbig\nadd chain inet ncbig c\n`, { check: false });
+    expect(added.exitCode, added.stderr).toBe(0);
+    const listed = await backend.transport.list(['table', 'inet', 'ncbig']);
+    expect(JSON.parse(listed.stdout).nftables.filter((o: object) => 'chain' in o)).toHaveLength(1);
+    expect((await backend.transport.run('delete table inet ncbig\n', { check: false })).exitCode).toBe(0);
+    expect((await box.exec(box.host, 'nft', ['list', 'tables'])).stdout).not.toContain('ncbig');
+    expect(backend.verify(rulesetA, await backend.read())).toEqual([]);
+  });
+
   it.runIf(runs)('an apply whose load fails after loading is rolled back through the same transport', async () => {
     const failing = new NftBackend({ runner: createRunner(box.host), transport: new FailAfterFirstLoad(makeTransport(name, box.host)) });
     const controller = await Controller.open({ backend: failing, netns: box.host, stateDir: join(box.workDir, 'state-fail') });
