@@ -13,7 +13,7 @@ import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
-import { type StatusTable, compareStatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusTableListing, verifyListing } from './listing.js';
+import { type StatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusOfTable, verifyListing } from './listing.js';
 import { rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText } from './text.js';
@@ -167,8 +167,7 @@ export class NftBackend implements Backend {
   async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
     const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
     if (table !== undefined) {
-      const { counters, blocked } = table ? countersOf(statusTableListing(table)) : { counters: [], blocked: [] };
-      return { active: table !== null, counters, blocked, problems: compareStatusTable(this.expectedDocument(expected()), table) };
+      return { active: table !== null, ...statusOfTable(this.expectedDocument(expected()), table) };
     }
     const listing = (await this.listTable())?.listing ?? null;
     const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };

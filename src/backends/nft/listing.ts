@@ -52,46 +52,69 @@ const simpleKey = (family: string, addr: unknown, proto: unknown, port: unknown)
 /**
  * Counters of simple mappings, kept per element (docs/ruleset.md): the DNAT data map's element
  * counts connections and names the mapping (its comment); the forward set's element, with the
- * same key, counts packets and bytes.
+ * same key, counts packets and bytes. Fed one element at a time (`element`), in any order, then
+ * `finish` joins the forward elements to the names.
  */
-function elementCounters(objects: ListedObject[], entry: (name: string) => MappingCounters): void {
-  const names = new Map<string, string>();
-  const forward: { key: string; elem: CountedElement }[] = [];
-  for (const object of objects) {
-    const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
-    if (!body?.elem) continue;
-    const dnat = simpleDnatMap.exec(body.name);
-    const fwd = simpleForwardSet.exec(body.name);
-    if (!dnat && !fwd) continue;
-    for (const item of body.elem) {
-      const elem = countedElement(item);
-      if (!elem) continue;
-      const parts = (elem.val as { concat?: unknown[] } | null)?.concat;
-      if (dnat && elem.comment) {
-        const [addr, proto, port] = dnat[2] ? (parts ?? []) : [undefined, ...(parts ?? [])];
-        names.set(simpleKey(dnat[1]!, addr, proto, port), elem.comment);
-        const mapping = entry(elem.comment);
-        mapping.connections = elem.counter?.packets ?? 0;
-        mapping.description = `${String(proto)} ${formatEndpoint(String(addr ?? (dnat[1] === '4' ? '0.0.0.0' : '::')), { from: Number(port), to: Number(port) })}`;
-      } else if (fwd) {
-        const [addr, port] = fwd[3] ? (parts ?? []) : [undefined, elem.val];
-        forward.push({ key: simpleKey(fwd[1]!, addr, fwd[2], port), elem });
+class ElementCounters {
+  private readonly names = new Map<string, string>();
+  private readonly forward = new Map<string, { packets: number; bytes: number }[]>();
+  constructor(private readonly entry: (name: string) => MappingCounters) {}
+
+  /** One element of the map or set `name` (others are ignored). */
+  element(name: string, item: unknown): void {
+    const dnat = simpleDnatMap.exec(name);
+    const fwd = dnat ? null : simpleForwardSet.exec(name);
+    if (!dnat && !fwd) return;
+    const elem = countedElement(item);
+    if (!elem) return;
+    const parts = (elem.val as { concat?: unknown[] } | null)?.concat;
+    if (dnat && elem.comment) {
+      const [addr, proto, port] = dnat[2] ? (parts ?? []) : [undefined, ...(parts ?? [])];
+      this.names.set(simpleKey(dnat[1]!, addr, proto, port), elem.comment);
+      const mapping = this.entry(elem.comment);
+      mapping.connections = elem.counter?.packets ?? 0;
+      mapping.description = `${String(proto)} ${formatEndpoint(String(addr ?? (dnat[1] === '4' ? '0.0.0.0' : '::')), { from: Number(port), to: Number(port) })}`;
+    } else if (fwd) {
+      const [addr, port] = fwd[3] ? (parts ?? []) : [undefined, elem.val];
+      const key = simpleKey(fwd[1]!, addr, fwd[2], port);
+      const count = { packets: elem.counter?.packets ?? 0, bytes: elem.counter?.bytes ?? 0 };
+      const list = this.forward.get(key);
+      if (list) list.push(count);
+      else this.forward.set(key, [count]);
+    }
+  }
+
+  finish(): void {
+    for (const [key, counts] of this.forward) {
+      const name = this.names.get(key);
+      if (name === undefined) continue;
+      const mapping = this.entry(name);
+      for (const count of counts) {
+        mapping.packets = count.packets;
+        mapping.bytes = count.bytes;
       }
     }
   }
-  for (const { key, elem } of forward) {
-    const name = names.get(key);
-    if (name === undefined) continue;
-    const mapping = entry(name);
-    mapping.packets = elem.counter?.packets ?? 0;
-    mapping.bytes = elem.counter?.bytes ?? 0;
+}
+
+/** The counters of `rules`' chains (m-NAME, f-NAME, b-NAME: complex mappings and block rules) into `entry` and `blocked`. */
+function ruleCounters(chain: string, count: { packets: number; bytes: number }, comment: string | undefined, entry: (name: string) => MappingCounters, blocked: LiveState['blocked']): void {
+  if (chain.startsWith('m-')) {
+    const mapping = entry(chain.slice(2));
+    mapping.connections = count.packets;
+    if (comment) mapping.description = comment.replace(/^natctl mapping \S+ /, '');
+  } else if (chain.startsWith('f-')) {
+    const mapping = entry(chain.slice(2));
+    mapping.packets = count.packets;
+    mapping.bytes = count.bytes;
+  } else if (chain.startsWith('b-')) {
+    blocked.push({ name: chain.slice(2), ...count });
   }
 }
 
-/** Per-mapping and per-block-rule counters of a listing, in one pass over it (docs/ruleset.md, "Counters"). */
-export function countersOf(listing: NftListing): Pick<LiveState, 'counters' | 'blocked'> {
+/** A fresh counters table: the entry of a name, created on first use. */
+function countersTable(): { counters: Map<string, MappingCounters>; entry: (name: string) => MappingCounters } {
   const counters = new Map<string, MappingCounters>();
-  const blocked: LiveState['blocked'] = [];
   const entry = (name: string): MappingCounters => {
     let found = counters.get(name);
     if (!found) {
@@ -100,24 +123,25 @@ export function countersOf(listing: NftListing): Pick<LiveState, 'counters' | 'b
     }
     return found;
   };
+  return { counters, entry };
+}
+
+/** Per-mapping and per-block-rule counters of a listing, in one pass over it (docs/ruleset.md, "Counters"). */
+export function countersOf(listing: NftListing): Pick<LiveState, 'counters' | 'blocked'> {
+  const { counters, entry } = countersTable();
+  const blocked: LiveState['blocked'] = [];
   const objects = objectsOf(listing);
-  elementCounters(objects, entry);
+  const elements = new ElementCounters(entry);
+  for (const object of objects) {
+    const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
+    if (body?.elem) for (const item of body.elem) elements.element(body.name, item);
+  }
+  elements.finish();
   for (const object of objects) {
     if (!('rule' in object)) continue;
     const { chain, expr, comment } = object.rule;
     const count = counterOf(expr);
-    if (!count) continue;
-    if (chain.startsWith('m-')) {
-      const mapping = entry(chain.slice(2));
-      mapping.connections = count.packets;
-      if (comment) mapping.description = comment.replace(/^natctl mapping \S+ /, '');
-    } else if (chain.startsWith('f-')) {
-      const mapping = entry(chain.slice(2));
-      mapping.packets = count.packets;
-      mapping.bytes = count.bytes;
-    } else if (chain.startsWith('b-')) {
-      blocked.push({ name: chain.slice(2), ...count });
-    }
+    if (count) ruleCounters(chain, count, comment, entry, blocked);
   }
   return { counters: [...counters.values()], blocked };
 }
@@ -327,10 +351,11 @@ function lookupKey(element: unknown): string {
  * comparing canonical texts throughout, at a hash lookup per element whatever the counters
  * counted (docs/performance.md, "Reading the ruleset back").
  */
-function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
+function missingElements(wanted: unknown[], held: unknown[], visit?: (element: unknown) => void): unknown[] {
   const byKey = new Map<string, unknown>();
   const shared = new Map<string, unknown[]>();
   for (const element of held) {
+    visit?.(element);
     const key = lookupKey(element);
     if (!byKey.has(key)) byKey.set(key, element);
     else shared.set(key, [...(shared.get(key) ?? [byKey.get(key)]), element]);
@@ -488,10 +513,11 @@ export function statusTableListing(table: StatusTable): NftListing {
  * compares them. Rule contents, base chain settings and the elements of the small dispatch
  * maps are compared by the full comparison (`apply --verify-full`), which lists the table.
  */
-export function compareStatusTable(document: NftDocument, table: StatusTable | null): string[] {
+export function compareStatusTable(document: NftDocument, table: StatusTable | null, visit?: (name: string, element: unknown) => void): string[] {
   const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
   const wanted = contentsOf(declared);
   const problems: string[] = [];
+  const visited = new Set<string>();
   const live = new Set([...(table?.chains ?? []).map((n) => `chain ${n}`), ...(table?.sets ?? []).map((n) => `set ${n}`), ...(table?.maps ?? []).map((n) => `map ${n}`)]);
   const ruleCounts = new Map<string, number>();
   for (const rule of table?.rules ?? []) ruleCounts.set(rule.chain, (ruleCounts.get(rule.chain) ?? 0) + 1);
@@ -506,12 +532,31 @@ export function compareStatusTable(document: NftDocument, table: StatusTable | n
       if (held !== rules) problems.push(`${name} has ${held} rules, expected ${rules}`);
       continue;
     }
-    const elements = table?.elements[String(body.name)];
+    const setName = String(body.name);
+    const elements = table?.elements[setName];
     if (!elements) continue; // not a simple mappings' map or set: its elements are left to the full comparison
+    visited.add(setName);
     const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
     if (elements.length !== wantedElements.length) problems.push(`${name} has ${elements.length} elements, expected ${wantedElements.length}`);
-    for (const element of missingElements(wantedElements, elements)) problems.push(`${name} element missing or different: ${display(element)}`);
+    for (const element of missingElements(wantedElements, elements, visit && ((e) => visit(setName, e)))) problems.push(`${name} element missing or different: ${display(element)}`);
   }
   for (const name of live) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
+  // Elements of maps and sets not declared (or held under another kind) are still counted.
+  if (visit && table) for (const [setName, elements] of Object.entries(table.elements)) if (!visited.has(setName)) for (const element of elements) visit(setName, element);
   return problems;
+}
+
+/**
+ * status over a status table in one pass over its elements (docs/operations.md, "How status
+ * reads the kernel"): the comparison of compareStatusTable, and the counters countersOf would
+ * find in statusTableListing(table), collected while the elements are looked up.
+ */
+export function statusOfTable(document: NftDocument, table: StatusTable | null): Pick<LiveState, 'counters' | 'blocked'> & { problems: string[] } {
+  const { counters, entry } = countersTable();
+  const blocked: LiveState['blocked'] = [];
+  const elements = new ElementCounters(entry);
+  const problems = compareStatusTable(document, table, (name, element) => elements.element(name, element));
+  elements.finish();
+  for (const rule of table?.rules ?? []) if (rule.counter) ruleCounters(rule.chain, rule.counter, rule.comment, entry, blocked);
+  return { counters: [...counters.values()], blocked, problems };
 }
