@@ -60,10 +60,16 @@ class ElementCounters {
   private readonly forward = new Map<string, { packets: number; bytes: number }[]>();
   constructor(private readonly entry: (name: string) => MappingCounters) {}
 
+  private last: { name: string; dnat: RegExpExecArray | null; fwd: RegExpExecArray | null } = { name: '', dnat: null, fwd: null };
+
   /** One element of the map or set `name` (others are ignored). */
   element(name: string, item: unknown): void {
-    const dnat = simpleDnatMap.exec(name);
-    const fwd = dnat ? null : simpleForwardSet.exec(name);
+    // Elements come set by set: the set's name is parsed once per run of its elements.
+    if (this.last.name !== name) {
+      const dnatMatch = simpleDnatMap.exec(name);
+      this.last = { name, dnat: dnatMatch, fwd: dnatMatch ? null : simpleForwardSet.exec(name) };
+    }
+    const { dnat, fwd } = this.last;
     if (!dnat && !fwd) return;
     const elem = countedElement(item);
     if (!elem) return;
