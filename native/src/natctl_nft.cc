@@ -65,6 +65,7 @@ struct Call {
   std::string input;   // the batch, or the command (e.g. "list table inet natctl")
   std::string netns;   // empty: the process's own namespace
   bool check = false;  // nft -c: evaluate and send to the kernel without committing
+  bool terse = false;  // nft -t: listings without named sets' elements
   int rc = 0;
   std::string output;
   std::string error;
@@ -115,6 +116,7 @@ struct nft_ctx* newContext() {
 void runWith(struct nft_ctx* ctx, Call* call) {
   std::lock_guard<std::mutex> guard(nftMutex);
   nft_ctx_set_dry_run(ctx, call->check);
+  nft_ctx_output_set_flags(ctx, NFT_CTX_OUTPUT_JSON | (call->terse ? NFT_CTX_OUTPUT_TERSE : 0));
   call->rc = nft_run_cmd_from_buffer(ctx, call->input.c_str());
   // Reading a buffer also empties it for the next call.
   const char* out = nft_ctx_get_output_buffer(ctx);
@@ -174,7 +176,8 @@ void* threadMain(void* arg) {
       call->failure = failure;
     } else if (ctx != nullptr) {
       runWith(ctx, call);
-      if (call->input.size() + call->output.size() > kBigCall) {
+      // nft 1.0.6 fetches every element into the cache even for a terse listing.
+      if (call->terse || call->input.size() + call->output.size() > kBigCall) {
         std::lock_guard<std::mutex> guard(nftMutex);
         nft_ctx_free(ctx);
         ctx = nullptr;
@@ -245,11 +248,12 @@ void submit(Call* call) {
 
 class NftWorker : public Napi::AsyncWorker {
  public:
-  NftWorker(Napi::Env env, std::string input, std::string netns, bool check)
+  NftWorker(Napi::Env env, std::string input, std::string netns, bool check, bool terse)
       : Napi::AsyncWorker(env, "natctl:nft"), deferred_(Napi::Promise::Deferred::New(env)) {
     call_.input = std::move(input);
     call_.netns = std::move(netns);
     call_.check = check;
+    call_.terse = terse;
   }
 
   Napi::Promise Promise() { return deferred_.Promise(); }
@@ -284,7 +288,7 @@ bool validNetnsName(const std::string& name) {
   return true;
 }
 
-// run(input: string | Buffer, options?: { check?: boolean, netns?: string }):
+// run(input: string | Buffer, options?: { check?: boolean, netns?: string, terse?: boolean }):
 //   Promise<{ rc: number, output: string, error: string }>
 // Rejects only when the call could not run (no context, no namespace); nft's own refusals
 // resolve with rc != 0 and the error text.
@@ -293,6 +297,7 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
   std::string input;
   std::string netns;
   bool check = false;
+  bool terse = false;
   if (info.Length() < 1) {
     Napi::TypeError::New(env, "run(input, options): input is required").ThrowAsJavaScriptException();
     return env.Undefined();
@@ -314,6 +319,8 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
     Napi::Object options = info[1].As<Napi::Object>();
     Napi::Value checkOption = options.Get("check");
     if (checkOption.IsBoolean()) check = checkOption.As<Napi::Boolean>().Value();
+    Napi::Value terseOption = options.Get("terse");
+    if (terseOption.IsBoolean()) terse = terseOption.As<Napi::Boolean>().Value();
     Napi::Value netnsOption = options.Get("netns");
     if (netnsOption.IsString()) {
       netns = netnsOption.As<Napi::String>().Utf8Value();
@@ -323,7 +330,7 @@ Napi::Value Run(const Napi::CallbackInfo& info) {
       }
     }
   }
-  NftWorker* worker = new NftWorker(env, std::move(input), std::move(netns), check);
+  NftWorker* worker = new NftWorker(env, std::move(input), std::move(netns), check, terse);
   Napi::Promise promise = worker->Promise();
   worker->Queue();
   return promise;

@@ -15,7 +15,7 @@ export interface NativeRunResult {
 
 export interface NativeBinding {
   /** Runs a batch or command through libnftables on a worker thread; `netns`: a thread enters /run/netns/NAME first. */
-  run(input: string, options: { check?: boolean; netns?: string }): Promise<NativeRunResult>;
+  run(input: string, options: { check?: boolean; netns?: string; terse?: boolean }): Promise<NativeRunResult>;
   /**
    * Runs `callback` synchronously with the calling thread inside /run/netns/NAME, then puts the
    * thread back (aborting the process if it cannot). For sockets that must belong to a namespace

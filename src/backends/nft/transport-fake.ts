@@ -5,7 +5,7 @@ import type { NftResult, NftTransport } from './transport.js';
 
 export type NftCall =
   | { op: 'run'; batch: string; check: boolean }
-  | { op: 'list'; args: readonly string[] }
+  | { op: 'list'; args: readonly string[]; terse?: boolean }
   | { op: 'version' };
 
 /** What nft answers (exit code 0 and empty output unless given), or a transport that cannot run at all. */
@@ -50,8 +50,8 @@ export class ScriptedNftTransport implements NftTransport {
     return this.answer({ op: 'run', batch, check: options.check }, `nft${options.check ? ' -c' : ''} -j -f <batch> (scripted)`);
   }
 
-  list(args: readonly string[]): Promise<NftResult> {
-    return this.answer({ op: 'list', args: [...args] }, `nft -j list ${args.join(' ')} (scripted)`);
+  list(args: readonly string[], options: { terse?: boolean } = {}): Promise<NftResult> {
+    return this.answer({ op: 'list', args: [...args], ...(options.terse ? { terse: true } : {}) }, `nft${options.terse ? ' -t' : ''} -j list ${args.join(' ')} (scripted)`);
   }
 
   async version(): Promise<string> {

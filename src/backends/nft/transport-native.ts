@@ -17,10 +17,10 @@ export class NativeNftTransport implements NftTransport {
     this.description = `in-process libnftables ${binding.libnftablesVersion}${netns === undefined ? '' : ` in netns ${netns}`}`;
   }
 
-  private async call(command: string, input: string, check: boolean): Promise<NftResult> {
+  private async call(command: string, input: string, check: boolean, terse = false): Promise<NftResult> {
     let answer;
     try {
-      answer = await this.binding.run(input, this.netns === undefined ? { check } : { check, netns: this.netns });
+      answer = await this.binding.run(input, this.netns === undefined ? { check, terse } : { check, terse, netns: this.netns });
     } catch (error) {
       // The call did not run at all: no libnftables context, or the namespace is gone.
       throw new EnvironmentError(`in-process libnftables: ${(error as Error).message}`);
@@ -33,9 +33,9 @@ export class NativeNftTransport implements NftTransport {
     return this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check);
   }
 
-  list(args: readonly string[]): Promise<NftResult> {
+  list(args: readonly string[], options: { terse?: boolean } = {}): Promise<NftResult> {
     const command = listCommand(args);
-    return this.call(`nft -j ${command} (in process)`, command, false);
+    return this.call(`nft${options.terse ? ' -t' : ''} -j ${command} (in process)`, command, false, options.terse ?? false);
   }
 
   async version(): Promise<string> {

@@ -44,8 +44,8 @@ export class SpawnNftTransport implements NftTransport {
     }, this.tempDir);
   }
 
-  async list(args: readonly string[]): Promise<NftResult> {
-    const argv = ['-j', ...listCommand(args).split(' ')];
+  async list(args: readonly string[], options: { terse?: boolean } = {}): Promise<NftResult> {
+    const argv = [...(options.terse ? ['-t'] : []), '-j', ...listCommand(args).split(' ')];
     const result = await this.runner.run(this.nft, argv);
     return { command: `nft ${argv.join(' ')}`, ...result };
   }

@@ -30,8 +30,11 @@ export interface NftTransport {
    * Resolves whatever nft answered; rejects (EnvironmentError) only when nft could not run.
    */
   run(batch: string, options: { check: boolean }): Promise<NftResult>;
-  /** `nft -j list ARGS...`, e.g. ['table', 'inet', 'natctl']: the JSON listing in stdout. */
-  list(args: readonly string[]): Promise<NftResult>;
+  /**
+   * `nft -j list ARGS...`, e.g. ['table', 'inet', 'natctl']: the JSON listing in stdout.
+   * `terse` (nft -t): named sets and maps without their elements.
+   */
+  list(args: readonly string[], options?: { terse?: boolean }): Promise<NftResult>;
   /** Tool name and version. */
   version(): Promise<string>;
 }
