@@ -14,7 +14,7 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusOfTable, verifyListing } from './listing.js';
-import { rawTableReader } from './netlink-read.js';
+import { type ElementsReader, elementsReader, rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -36,6 +36,14 @@ export interface NftBackendOptions {
    * listing. Default: over netlink, unless a transport is given or NATCTL_NETLINK=0.
    */
   statusTable?: (() => Promise<StatusTable | null>) | false;
+  /**
+   * How read() takes the elements of a big table over netlink (netlink-read.ts, readElements)
+   * next to a terse nft listing; false: one full nft listing. Default: in process, unless a
+   * transport is given or NATCTL_NETLINK=0.
+   */
+  readElements?: ElementsReader | false;
+  /** From how many simple mappings' elements read() takes them over netlink (default 4,096). */
+  readElementsFrom?: number;
 }
 
 function kernelMessage(stderr: string): string {
@@ -96,6 +104,8 @@ export class NftBackend implements Backend {
   private readonly tempDir: string | undefined;
   private readonly nft: string;
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
+  private readonly readElements: ElementsReader | false;
+  private readonly readElementsFrom: number;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
@@ -107,6 +117,8 @@ export class NftBackend implements Backend {
       ...(options.tempDir !== undefined ? { tempDir: options.tempDir } : {}),
     });
     this.statusTable = options.statusTable ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? rawTableReader(options.runner) : false);
+    this.readElements = options.readElements ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? (elementsReader(options.runner) ?? false) : false);
+    this.readElementsFrom = options.readElementsFrom ?? 4096;
   }
 
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
@@ -133,9 +145,9 @@ export class NftBackend implements Backend {
     return this.loadText(ruleset.text, false);
   }
 
-  /** natctl's table as nft lists it (`nft -j list table`), parsed; null when the kernel holds none. */
-  private async listTable(): Promise<{ listing: NftListing; text: string } | null> {
-    const result = await this.transport.list(['table', tableFamily, tableName]);
+  /** natctl's table as nft lists it (`nft -j list table`, terse: `-t`), parsed; null when the kernel holds none. */
+  private async listTable(terse = false): Promise<{ listing: NftListing; text: string } | null> {
+    const result = await this.transport.list(['table', tableFamily, tableName], terse ? { terse: true } : {});
     if (result.exitCode !== 0) {
       const error = failure('nft -j list table', result.exitCode, result.stderr);
       // nft's own answer for a missing table (not an exec failure, which the transport turns into an EnvironmentError).
@@ -147,10 +159,43 @@ export class NftBackend implements Backend {
   }
 
   async read(): Promise<LiveState | null> {
+    const split = this.readElements ? await this.readSplit(this.readElements).catch(() => undefined) : undefined;
+    if (split) return split;
     const listed = await this.listTable();
     if (!listed) return null;
     const live = liveStateOf(listed.listing, listed.text);
     this.listings.set(live, listed.listing);
+    return live;
+  }
+
+  /**
+   * The same listing as read(), for a big table at a fraction of the memory (docs/performance.md,
+   * "Memory"): the simple mappings' elements over netlink, every other object (each rule of each
+   * chain, in order) from a terse nft listing, which omits named sets' elements; the elements
+   * are then put where nft lists them. undefined: read() lists in full instead, when the table is
+   * small, when another named map or set holds elements (terse would drop them), or when the
+   * ruleset changed between the reads (the generation id before the dumps and after the listing).
+   */
+  private async readSplit(reader: ElementsReader): Promise<LiveState | undefined> {
+    const read = await reader.elements();
+    if (!read || read.othersWithElements.length) return undefined;
+    let count = 0;
+    for (const list of Object.values(read.elements)) count += list.length;
+    if (count < this.readElementsFrom) return undefined;
+    const listed = await this.listTable(true);
+    if (!listed || (await reader.generation()) !== read.generation) return undefined;
+    const { listing } = listed;
+    for (const object of listing.nftables) {
+      const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
+      const elements = body ? read.elements[body.name] : undefined;
+      // nft lists an empty set without "elem".
+      if (body && elements?.length) body.elem = elements;
+    }
+    let raw: string | undefined;
+    const live = liveStateOf(listing, '');
+    // The listing's text, as a full listing would have parsed, built only if asked for.
+    Object.defineProperty(live, 'raw', { get: () => (raw ??= JSON.stringify(listing)), enumerable: true });
+    this.listings.set(live, listing);
     return live;
   }
 

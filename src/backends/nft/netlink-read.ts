@@ -166,11 +166,16 @@ function counterAt(buffer: Buffer, start: number, end: number): { packets: numbe
   return counter;
 }
 
+function strictCounter(counter: { packets: number; bytes: number } | undefined, strict: boolean, setName: string): { packets: number; bytes: number } | undefined {
+  if (!counter && strict) throw new Error(`${setName}: an element carries an expression other than a counter`);
+  return counter;
+}
+
 /**
  * One element at [start, end) as nft 1.0.6's JSON lists it: {"elem": {"val", "comment",
  * "counter"}}, and [that, data] in a map. Read in place, without copying attributes.
  */
-function decodeElement(buffer: Buffer, start: number, end: number, layout: { key: Field[]; data?: Field[] }, setName: string): RawElement {
+function decodeElement(buffer: Buffer, start: number, end: number, layout: { key: Field[]; data?: Field[] }, setName: string, strict = false): RawElement {
   let key: (string | number)[] | undefined;
   let data: (string | number)[] | undefined;
   let comment: string | undefined;
@@ -185,8 +190,11 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
       if (type === 1) key = decoded;
       else data = decoded;
     } else if (type === 6) comment = udataComment(buffer.subarray(from, to));
-    else if (type === 7) counter ??= counterAt(buffer, from, to);
-    else if (type === 11) eachAttribute(buffer, from, to, (_t, f, t) => void (counter ??= counterAt(buffer, f, t)));
+    else if (type === 7) counter ??= strictCounter(counterAt(buffer, from, to), strict, setName);
+    else if (type === 11) eachAttribute(buffer, from, to, (_t, f, t) => void (counter ??= strictCounter(counterAt(buffer, f, t), strict, setName)));
+    // Strict (verify's read-back): anything nft would list that this does not decode (flags,
+    // timeouts, object references, other expressions) makes the caller list with nft instead.
+    else if (strict) throw new Error(`${setName}: an element carries attribute ${type}, not read over netlink`);
   });
   if (!key) throw new Error(`${setName}: an element without a key`);
   const elem: Record<string, unknown> = { val: valueOf(key) };
@@ -202,13 +210,13 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
  * NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3: a list of NFTA_LIST_ELEM 1) of the simple
  * mappings' map or set `name`, as nft's JSON lists them.
  */
-export function decodeElementMessage(data: Buffer, name: string): RawElement[] {
+export function decodeElementMessage(data: Buffer, name: string, strict = false): RawElement[] {
   const layout = simpleLayout(name);
   if (!layout) throw new Error(`internal: ${name} holds no simple mappings`);
   const out: RawElement[] = [];
   eachAttribute(data, 4, data.length, (type, from, to) => {
     if (type !== 3) return;
-    eachAttribute(data, from, to, (t, f, e) => void (t === 1 && out.push(decodeElement(data, f, e, layout, name))));
+    eachAttribute(data, from, to, (t, f, e) => void (t === 1 && out.push(decodeElement(data, f, e, layout, name, strict))));
   });
   return out;
 }
@@ -319,6 +327,80 @@ export async function readRawTableInto(sink: (name: string, elements: RawElement
   } finally {
     socket.close();
   }
+}
+
+/** What verify's read-back of a big table takes over netlink (readElements). */
+export interface ElementsRead {
+  /** The ruleset generation the dumps saw (the same before and after them). */
+  generation: number;
+  /** Every element of the simple mappings' maps and sets, as nft's JSON lists them, by name. */
+  elements: Record<string, RawElement[]>;
+  /** Other named maps and sets of the table that hold elements (their elements are not read here). */
+  othersWithElements: string[];
+}
+
+/**
+ * The elements of natctl's table's named maps and sets (null: no table, or no set in it), for
+ * verify's read-back of a big table (docs/performance.md, "Memory"): the simple mappings' maps
+ * and sets decoded strictly (anything nft would list that is not decoded here throws, and the
+ * caller lists with nft), the others only checked for holding any element.
+ */
+export async function readElements(netns?: string): Promise<ElementsRead | null> {
+  const socket = openSocket(netns);
+  try {
+    const table = cString(tableName);
+    const generation = await rulesetGeneration(socket);
+    const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
+    const names = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table))))
+      .filter((a) => text(first(a, 1)) === tableName && (flags(a) & 0x2) === 0)
+      .map((a) => text(first(a, 2)) ?? '');
+    if (!names.length) return null;
+    const elements: Record<string, RawElement[]> = {};
+    const othersWithElements: string[] = [];
+    for (const name of names) {
+      const simple = simpleLayout(name) !== undefined;
+      const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
+      const list: RawElement[] = simple ? (elements[name] = []) : [];
+      for (let i = 0; i < messages.length; i++) {
+        const data = messages[i]!.data;
+        if (simple) {
+          for (const element of decodeElementMessage(data, name, true)) list.push(element);
+        } else if (first(attributes(data, 4), 3)?.length) {
+          othersWithElements.push(name);
+          break;
+        }
+        messages[i] = undefined as unknown as Message; // this message's buffer may go now
+      }
+    }
+    if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
+    return { generation, elements, othersWithElements };
+  } finally {
+    socket.close();
+  }
+}
+
+/** The ruleset generation id the kernel holds now (it changes with every commit). */
+export async function readGeneration(netns?: string): Promise<number> {
+  const socket = openSocket(netns);
+  try {
+    return await rulesetGeneration(socket);
+  } finally {
+    socket.close();
+  }
+}
+
+/**
+ * How verify's read-back reaches netlink through `runner`: in this process only (no namespace,
+ * or the addon enters it); undefined otherwise, and read() lists with nft.
+ */
+export interface ElementsReader {
+  elements: () => Promise<ElementsRead | null>;
+  generation: () => Promise<number>;
+}
+
+export function elementsReader(runner: Runner): ElementsReader | undefined {
+  if (runner.netns !== undefined && !canEnterNetns()) return undefined;
+  return { elements: () => readElements(runner.netns), generation: () => readGeneration(runner.netns) };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
