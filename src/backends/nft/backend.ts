@@ -186,10 +186,19 @@ export class NftBackend implements Backend {
     if (!listed || (await reader.generation()) !== read.generation) return undefined;
     const { listing } = listed;
     for (const object of listing.nftables) {
-      const body = ('map' in object ? object.map : 'set' in object ? object.set : undefined) as { name: string; elem?: unknown[] } | undefined;
-      const elements = body ? read.elements[body.name] : undefined;
-      // nft lists an empty set without "elem".
-      if (body && elements?.length) body.elem = elements;
+      const kind = 'map' in object ? 'map' : 'set' in object ? 'set' : undefined;
+      if (!kind) continue;
+      const body = (object as unknown as Record<string, Record<string, unknown>>)[kind]!;
+      const elements = read.elements[String(body.name)];
+      // nft lists an empty set without "elem", and "elem" before "stmt" (nft 1.0.6).
+      if (!elements?.length) continue;
+      const placed: Record<string, unknown> = {};
+      for (const key of Object.keys(body)) {
+        if (key === 'stmt') placed.elem = elements;
+        placed[key] = body[key];
+      }
+      placed.elem = elements;
+      (object as unknown as Record<string, unknown>)[kind] = placed;
     }
     let raw: string | undefined;
     const live = liveStateOf(listing, '');

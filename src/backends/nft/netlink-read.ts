@@ -175,7 +175,7 @@ function strictCounter(counter: { packets: number; bytes: number } | undefined, 
  * One element at [start, end) as nft 1.0.6's JSON lists it: {"elem": {"val", "comment",
  * "counter"}}, and [that, data] in a map. Read in place, without copying attributes.
  */
-function decodeElement(buffer: Buffer, start: number, end: number, layout: { key: Field[]; data?: Field[] }, setName: string, strict = false): RawElement {
+function decodeElement(buffer: Buffer, start: number, end: number, layout: { key: Field[]; data?: Field[] }, setName: string, strict = false, keys?: string[]): RawElement {
   let key: (string | number)[] | undefined;
   let data: (string | number)[] | undefined;
   let comment: string | undefined;
@@ -187,8 +187,13 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
       const fields = type === 1 ? layout.key : layout.data;
       const decoded = value && fields ? decodeFields(buffer, value[0], value[1], fields) : undefined;
       if (!decoded) throw new Error(`${setName}: an element's ${type === 1 ? 'key' : 'data'} (${buffer.toString('hex', from, to)}) is not ${(fields ?? []).join(' . ')}`);
-      if (type === 1) key = decoded;
-      else data = decoded;
+      if (type === 1) {
+        key = decoded;
+        // nft sorts a listing's elements by value: one field as a number, a concatenation as one
+        // host-order (little-endian) number, so by its bytes read from the last (nft 1.0.6).
+        const bytes = buffer.toString('latin1', value![0], value![1]);
+        keys?.push(fields!.length > 1 ? [...bytes].reverse().join('') : bytes);
+      } else data = decoded;
     } else if (type === 6) comment = udataComment(buffer.subarray(from, to));
     else if (type === 7) counter ??= strictCounter(counterAt(buffer, from, to), strict, setName);
     else if (type === 11) eachAttribute(buffer, from, to, (_t, f, t) => void (counter ??= strictCounter(counterAt(buffer, f, t), strict, setName)));
@@ -210,13 +215,13 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
  * NFTA_SET_ELEM_LIST_TABLE 1, _SET 2, _ELEMENTS 3: a list of NFTA_LIST_ELEM 1) of the simple
  * mappings' map or set `name`, as nft's JSON lists them.
  */
-export function decodeElementMessage(data: Buffer, name: string, strict = false): RawElement[] {
+export function decodeElementMessage(data: Buffer, name: string, strict = false, keys?: string[]): RawElement[] {
   const layout = simpleLayout(name);
   if (!layout) throw new Error(`internal: ${name} holds no simple mappings`);
   const out: RawElement[] = [];
   eachAttribute(data, 4, data.length, (type, from, to) => {
     if (type !== 3) return;
-    eachAttribute(data, from, to, (t, f, e) => void (t === 1 && out.push(decodeElement(data, f, e, layout, name, strict))));
+    eachAttribute(data, from, to, (t, f, e) => void (t === 1 && out.push(decodeElement(data, f, e, layout, name, strict, keys))));
   });
   return out;
 }
@@ -360,17 +365,21 @@ export async function readElements(netns?: string): Promise<ElementsRead | null>
     for (const name of names) {
       const simple = simpleLayout(name) !== undefined;
       const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
-      const list: RawElement[] = simple ? (elements[name] = []) : [];
+      const list: RawElement[] = [];
+      const keys: string[] = [];
       for (let i = 0; i < messages.length; i++) {
         const data = messages[i]!.data;
         if (simple) {
-          for (const element of decodeElementMessage(data, name, true)) list.push(element);
+          for (const element of decodeElementMessage(data, name, true, keys)) list.push(element);
         } else if (first(attributes(data, 4), 3)?.length) {
           othersWithElements.push(name);
           break;
         }
         messages[i] = undefined as unknown as Message; // this message's buffer may go now
       }
+      // In the order nft lists them (sorted by value; the dump follows the hash table), so that
+      // two reads of the same elements normalize alike, whichever way each was read.
+      if (simple) elements[name] = list.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0)).map((i) => list[i]);
     }
     if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
     return { generation, elements, othersWithElements };
