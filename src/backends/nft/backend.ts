@@ -177,7 +177,7 @@ export class NftBackend implements Backend {
    * ruleset changed between the reads (the generation id before the dumps and after the listing).
    */
   private async readSplit(reader: ElementsReader): Promise<LiveState | undefined> {
-    const read = await reader.elements();
+    const read = await reader.elements(this.readElementsFrom);
     if (!read || read.othersWithElements.length) return undefined;
     let count = 0;
     for (const list of Object.values(read.elements)) count += list.length;

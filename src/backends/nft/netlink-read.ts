@@ -350,7 +350,7 @@ export interface ElementsRead {
  * and sets decoded strictly (anything nft would list that is not decoded here throws, and the
  * caller lists with nft), the others only checked for holding any element.
  */
-export async function readElements(netns?: string): Promise<ElementsRead | null> {
+export async function readElements(netns?: string, minimum = 0): Promise<ElementsRead | null> {
   const socket = openSocket(netns);
   try {
     const table = cString(tableName);
@@ -362,7 +362,11 @@ export async function readElements(netns?: string): Promise<ElementsRead | null>
     if (!names.length) return null;
     const elements: Record<string, RawElement[]> = {};
     const othersWithElements: string[] = [];
-    for (const name of names) {
+    // The simple mappings' sets first: below `minimum` elements the caller lists in full anyway.
+    const simpleFirst = [...names.filter((n) => simpleLayout(n)), ...names.filter((n) => !simpleLayout(n))];
+    let count = 0;
+    for (const name of simpleFirst) {
+      if (!simpleLayout(name) && count < minimum) break;
       const simple = simpleLayout(name) !== undefined;
       const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
       const list: RawElement[] = [];
@@ -379,6 +383,7 @@ export async function readElements(netns?: string): Promise<ElementsRead | null>
       }
       // In the order nft lists them (sorted by value; the dump follows the hash table), so that
       // two reads of the same elements normalize alike, whichever way each was read.
+      count += list.length;
       if (simple) elements[name] = list.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0)).map((i) => list[i]);
     }
     if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
@@ -403,13 +408,14 @@ export async function readGeneration(netns?: string): Promise<number> {
  * or the addon enters it); undefined otherwise, and read() lists with nft.
  */
 export interface ElementsReader {
-  elements: () => Promise<ElementsRead | null>;
+  /** readElements; below `minimum` simple mappings' elements, the other sets are not looked at. */
+  elements: (minimum?: number) => Promise<ElementsRead | null>;
   generation: () => Promise<number>;
 }
 
 export function elementsReader(runner: Runner): ElementsReader | undefined {
   if (runner.netns !== undefined && !canEnterNetns()) return undefined;
-  return { elements: () => readElements(runner.netns), generation: () => readGeneration(runner.netns) };
+  return { elements: (minimum) => readElements(runner.netns, minimum), generation: () => readGeneration(runner.netns) };
 }
 
 const here = dirname(fileURLToPath(import.meta.url));
