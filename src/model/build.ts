@@ -257,9 +257,12 @@ function checkConflicts(mappings: { mapping: Mapping; path: string; order: numbe
   const found: { order: number; text: string; path: string }[] = [];
   for (const group of groups.values()) {
     group.sort((x, y) => x.mapping.hostPorts.from - y.mapping.hostPorts.from || x.order - y.order);
-    let open: typeof mappings = [];
+    const open: typeof mappings = [];
     for (const entry of group) {
-      open = open.filter((o) => o.mapping.hostPorts.to >= entry.mapping.hostPorts.from);
+      // Drop the mappings that end before this one starts, in place (no new array per mapping).
+      let kept = 0;
+      for (const o of open) if (o.mapping.hostPorts.to >= entry.mapping.hostPorts.from) open[kept++] = o;
+      open.length = kept;
       for (const other of open) {
         if (!mappingsConflict(entry.mapping, other.mapping)) continue;
         // Report on the later mapping of the two, naming the earlier one.
