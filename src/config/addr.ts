@@ -1,6 +1,6 @@
 // Address helpers: parsing, canonical text (RFC 5952 for IPv6, so what we render is what
 // nft prints back) and prefix arithmetic. Kept dependency-free and small on purpose.
-import { isIPv4, isIPv6 } from 'node:net';
+import { isIPv6 } from 'node:net';
 
 export type Family = 4 | 6;
 
@@ -11,11 +11,34 @@ export interface Cidr {
   prefix: number;
 }
 
+/**
+ * node:net's isIPv4 without its regex (it runs several times per address of every mapping):
+ * four decimal parts 0-255, no sign, no leading zero, nothing else.
+ */
+function isDottedQuad(text: string): boolean {
+  let parts = 0;
+  let digits = 0;
+  let value = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const c = i < text.length ? text.charCodeAt(i) : 0x2e;
+    if (c === 0x2e) {
+      if (digits === 0 || value > 255 || (digits > 1 && text.charCodeAt(i - digits) === 0x30)) return false;
+      parts++;
+      digits = 0;
+      value = 0;
+    } else if (c >= 0x30 && c <= 0x39) {
+      if (++digits > 3) return false;
+      value = value * 10 + (c - 0x30);
+    } else return false;
+  }
+  return parts === 4;
+}
+
 export function ipFamily(text: string): Family | undefined {
-  // An IPv6 address has at least two colons and an IPv4 address none: only one of node:net's
-  // (regex) checks runs, and "198.18.0.2:80" is refused without either.
+  // An IPv6 address has at least two colons and an IPv4 address none: only one check runs,
+  // and "198.18.0.2:80" is refused without either.
   const colon = text.indexOf(':');
-  if (colon < 0) return isIPv4(text) ? 4 : undefined;
+  if (colon < 0) return isDottedQuad(text) ? 4 : undefined;
   if (text.indexOf(':', colon + 1) < 0 || text.includes('%')) return undefined;
   return isIPv6(text) ? 6 : undefined;
 }
@@ -101,7 +124,7 @@ export function bigToIp(value: bigint, family: Family): string {
 export function canonicalIp(text: string): string | undefined {
   const family = ipFamily(text);
   if (!family) return undefined;
-  // node:net's isIPv4 accepts only the canonical dotted quad (no leading zeros, no short forms).
+  // ipFamily accepts only the canonical dotted quad (no leading zeros, no short forms), as node:net's isIPv4.
   if (family === 4) return text;
   return bigToIp(ipToBig(text), family);
 }
