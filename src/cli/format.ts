@@ -55,9 +55,14 @@ export function formatApply(result: ApplyResult): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // Widths in a loop: `Math.max(...column)` passes every row as an argument, which overflows the
+  // stack past ~120,000 rows (a status of that many mappings).
+  const widths = header.map((h) => h.length);
+  for (const row of rows) row.forEach((cell, i) => void (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  const lines = rows.map(line);
+  lines.unshift(line(header));
+  return lines.join('\n');
 }
 
 export function formatStatus(report: StatusReport): string {
