@@ -1,6 +1,7 @@
 // `natctl history`: the recorded generations, read from the state dir alone. It needs no
 // backend and no kernel, so it loads neither the engine nor a backend (and their libraries):
-// it starts as fast as `natctl --version` (docs/performance.md, "CLI start-up").
+// it starts as fast as `natctl --version` (docs/performance.md, "CLI start-up and the front
+// end").
 import { existsSync } from 'node:fs';
 import { join, resolve } from 'node:path';
 import type { Command } from 'commander';

@@ -14,7 +14,7 @@ import { registerHistory } from './history.js';
 // Start-up cost: every command pays for what this file imports, so only commander and the
 // errors are loaded up front; each action imports what it needs (the engine, zod, execa,
 // the renderers) when it runs. `natctl --version` and `natctl history` stay near Node's own
-// start-up (docs/performance.md, "CLI start-up").
+// start-up (docs/performance.md, "CLI start-up and the front end").
 const loadConfigFile = async (file: string): Promise<Config> => (await import('../config/load.js')).loadConfigFile(file);
 const formats = (): Promise<typeof import('./format.js')> => import('./format.js');
 

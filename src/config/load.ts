@@ -46,8 +46,8 @@ function zodProblems(error: z.ZodError, document: unknown): ConfigProblem[] {
 
 /**
  * The yaml library, loaded on the first YAML text: a JSON config (what agents write) never
- * pays its ~60 ms of start-up (docs/performance.md, "CLI start-up"). It is CommonJS, so a
- * synchronous require keeps parseConfigText synchronous.
+ * pays its ~60 ms of imports (docs/performance.md, "CLI start-up and the front end"). It is
+ * CommonJS, so a synchronous require keeps parseConfigText synchronous.
  */
 let yamlLibrary: typeof import('yaml') | undefined;
 const yaml = (): typeof import('yaml') => (yamlLibrary ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
