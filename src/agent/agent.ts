@@ -26,7 +26,7 @@ export interface AgentOptions {
   signals?: boolean;
 }
 
-export const defaultTiming: LoopTiming = { debounceMs: 200, maxDelayMs: 2000, minIntervalMs: 1000, resyncMs: 60_000 };
+export { defaultTiming } from './timing.js';
 
 export class Agent {
   private readonly startedAt = Date.now();

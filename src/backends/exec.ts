@@ -1,7 +1,6 @@
 // The exec seam: every external command natctl runs goes through here, as an argv array
 // (never a shell), optionally inside a named network namespace.
 import { existsSync } from 'node:fs';
-import { execa } from 'execa';
 import { EnvironmentError } from '../errors.js';
 
 export interface RunResult {
@@ -38,6 +37,9 @@ export function createRunner(netns?: string): Runner {
     async run(command, args, options = {}): Promise<RunResult> {
       const [file, argv] = netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
       try {
+        // Loaded on the first command run, not at start-up: with the in-process addon, `status`,
+        // `plan` and `history` never spawn, and execa is ~100 ms of imports (docs/performance.md).
+        const { execa } = await import('execa');
         const result = await execa(file, argv, {
           reject: false,
           stdin: 'ignore',

@@ -25,14 +25,19 @@ function summarize(change: Change): string {
 export function formatPlan(plan: Plan): string {
   const drift = (plan.warnings ?? []).map((w) => `${yellow(`warning: ${w}`)}\n`).join('') + (plan.drift ? `${yellow('the live ruleset differs from the last apply: apply will rewrite it')}\n` : '');
   if (!plan.changes.length) return `${drift}no changes (${plan.unchanged} object(s) unchanged)\n`;
+  // One line per change (50,000 on a first apply): the colour is decided once, not per line
+  // (process.env is slow to read), and the ops are counted in the same pass.
+  const colour = useColour();
+  const tint = (code: number, text: string): string => (colour ? `\u001b[${code}m${text}\u001b[0m` : text);
+  const counts = { add: 0, change: 0, remove: 0 };
   const lines = plan.changes.map((change) => {
+    counts[change.op]++;
     const text = `${change.kind} ${change.name}${summarize(change)}`;
-    if (change.op === 'add') return green(`+ ${text}`);
-    if (change.op === 'remove') return red(`- ${text}`);
-    return yellow(`~ ${text}`);
+    if (change.op === 'add') return tint(32, `+ ${text}`);
+    if (change.op === 'remove') return tint(31, `- ${text}`);
+    return tint(33, `~ ${text}`);
   });
-  const count = (op: string): number => plan.changes.filter((c) => c.op === op).length;
-  lines.push(dim(`${count('add')} to add, ${count('change')} to change, ${count('remove')} to remove, ${plan.unchanged} unchanged`));
+  lines.push(tint(2, `${counts.add} to add, ${counts.change} to change, ${counts.remove} to remove, ${plan.unchanged} unchanged`));
   return `${drift}${lines.join('\n')}\n`;
 }
 
@@ -50,9 +55,14 @@ export function formatApply(result: ApplyResult): string {
 }
 
 function table(header: string[], rows: string[][]): string {
-  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
+  // Widths in a loop: `Math.max(...column)` passes every row as an argument, which overflows the
+  // stack past ~120,000 rows (a status of that many mappings).
+  const widths = header.map((h) => h.length);
+  for (const row of rows) row.forEach((cell, i) => void (widths[i] = Math.max(widths[i] ?? 0, cell.length)));
   const line = (cells: string[]): string => cells.map((c, i) => c.padEnd(widths[i] ?? 0)).join('  ').trimEnd();
-  return [line(header), ...rows.map(line)].join('\n');
+  const lines = rows.map(line);
+  lines.unshift(line(header));
+  return lines.join('\n');
 }
 
 export function formatStatus(report: StatusReport): string {

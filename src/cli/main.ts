@@ -4,18 +4,19 @@
 // usage errors and help included.
 import { readFileSync } from 'node:fs';
 import { Command, CommanderError, InvalidArgumentError, Option } from 'commander';
-import { documentToText } from '../backends/nft/text.js';
-import { loadConfigFile } from '../config/load.js';
-import { configJsonSchema } from '../config/schema.js';
-import { Controller, type ControllerOptions } from '../engine/controller.js';
-import { ConfigError, EnvironmentError, ExitCode, NatctlError, UsageError } from '../errors.js';
-import { buildModel } from '../model/build.js';
-import { formatApply, formatDoctor, formatHistory, formatPlan, formatStatus } from './format.js';
-import type { NftDocument } from '../backends/nft/json.js';
-import { renderNftDocument } from '../backends/nft/render.js';
+import type { Config } from '../config/schema.js';
+import type { Controller, ControllerOptions } from '../engine/controller.js';
+import { ConfigError, EnvironmentError, ExitCode, NatctlError } from '../errors.js';
 import { registerWatch } from './watch.js';
 import { registerMappings } from './mappings.js';
-import { renderIptablesRules, renderText as renderIptablesText } from '../backends/iptables/render.js';
+import { registerHistory } from './history.js';
+
+// Start-up cost: every command pays for what this file imports, so only commander and the
+// errors are loaded up front; each action imports what it needs (the engine, zod, execa,
+// the renderers) when it runs. `natctl --version` and `natctl history` stay near Node's own
+// start-up (docs/performance.md, "CLI start-up and the front end").
+const loadConfigFile = async (file: string): Promise<Config> => (await import('../config/load.js')).loadConfigFile(file);
+const formats = (): Promise<typeof import('./format.js')> => import('./format.js');
 
 /** `natctl status` exits with this when the live ruleset drifted from the last apply. */
 export const driftExitCode = 6;
@@ -50,6 +51,7 @@ function controllerOptions(options: GlobalOptions): ControllerOptions {
 
 /** Opens the engine on the backend `--backend` names (auto: chosen, see src/backends/factory.ts). */
 async function openController(options: GlobalOptions): Promise<Controller> {
+  const { Controller } = await import('../engine/controller.js');
   const controller = await Controller.open(controllerOptions(options));
   // --verbose says which backend and why, and how rulesets reach the kernel (the backend's own
   // line: for nft, the transport, including a fallback that is quiet otherwise).
@@ -113,7 +115,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const controller = await openController(opts);
       const result = await controller.apply(config, { dryRun: options.dryRun === true, verifyFull: options.verifyFull === true });
       if (opts.json) printJson({ kind: result.kind, changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, backend: backendOf(controller), repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
-      else print(formatApply(result));
+      else print((await formats()).formatApply(result));
     });
 
   program.command('plan')
@@ -127,7 +129,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const controller = await openController(opts);
       const plan = await controller.plan(config);
       if (opts.json) printJson({ ...plan, backend: backendOf(controller) });
-      else print(formatPlan(plan));
+      else print((await formats()).formatPlan(plan));
     });
 
   program.command('render')
@@ -135,9 +137,14 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
     .requiredOption('-f, --file <file>', 'config file (YAML or JSON) or drop-in directory')
     .addOption(new Option('--format <format>', 'output format').choices(['nft-json', 'nft', 'iptables']).default('nft-json'))
     .action(async (options: { file: string; format: string }, command: Command) => {
+      const { buildModel } = await import('../model/build.js');
       const model = buildModel(await loadConfigFile(options.file));
-      if (options.format === 'iptables') return void print(renderIptablesText(renderIptablesRules(model)));
-      const document: NftDocument = renderNftDocument(model);
+      if (options.format === 'iptables') {
+        const { renderIptablesRules, renderText: renderIptablesText } = await import('../backends/iptables/render.js');
+        return void print(renderIptablesText(renderIptablesRules(model)));
+      }
+      const [{ renderNftDocument }, { documentToText }] = await Promise.all([import('../backends/nft/render.js'), import('../backends/nft/text.js')]);
+      const document = renderNftDocument(model);
       if (options.format !== 'nft') print(`${JSON.stringify(document, null, 2)}\n`);
       else if (globals(command).json) printJson({ format: 'nft', ruleset: documentToText(document) });
       else print(documentToText(document));
@@ -152,7 +159,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const controller = await openController(opts);
       const report = await controller.status();
       if (opts.json) printJson(report);
-      else print(formatStatus(report));
+      else print((await formats()).formatStatus(report));
       if (report.drift.drifted) setExit(driftExitCode);
     });
 
@@ -168,17 +175,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       else print(`natctl's rules removed (${controller.backend.name})\n`);
     });
 
-  program.command('history')
-    .description('list recorded generations')
-    .option('--json', 'machine-readable output')
-    .action(async (_options: unknown, command: Command) => {
-      const opts = globals(command);
-      const controller = await openController(opts);
-      const { generations, warnings } = await controller.historyReport();
-      for (const warning of warnings) process.stderr.write(`natctl: warning: ${warning}\n`);
-      if (opts.json) printJson(generations.map(({ config: _c, ruleset: _r, live: _l, ...rest }) => ({ ...rest, mappings: _c.mappings?.length ?? 0 })));
-      else print(formatHistory(generations));
-    });
+  registerHistory(program, print, printJson);
 
   program.command('rollback')
     .description('re-apply an earlier generation (default: the previous one)')
@@ -194,7 +191,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const result = await controller.rollback(options.to);
       // A rollback with auto goes back to the backend that applied the generation.
       if (opts.json) printJson({ changed: result.changed, generation: result.generation?.generation, backend: result.ruleset.backend, plan: result.plan });
-      else print(formatApply(result));
+      else print((await formats()).formatApply(result));
     });
 
   program.command('doctor')
@@ -209,13 +206,13 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       // Which backend `natctl apply` would drive here, and why; then that backend's checks.
       const results = [{ check: 'backend', status: 'info' as const, message: `${controller.backend.name}: ${controller.backendReason}` }, ...(await controller.doctor(config))];
       if (opts.json) printJson(results);
-      else print(formatDoctor(results));
+      else print((await formats()).formatDoctor(results));
       if (results.some((r) => r.status === 'fail')) setExit(ExitCode.environment);
     });
 
   program.command('schema')
     .description("print the config's JSON Schema")
-    .action(() => printJson(configJsonSchema()));
+    .action(async () => printJson((await import('../config/schema.js')).configJsonSchema()));
 
   registerWatch(program);
   registerMappings(program, controllerOptions);

@@ -3,8 +3,7 @@
 // validation, conflict checks, lock, verification, rollback and generations as `apply`.
 import { type Command, Option } from 'commander';
 import type { MappingConfig } from '../config/schema.js';
-import { type ApplyResult, Controller, type ControllerOptions } from '../engine/controller.js';
-import { formatApply } from './format.js';
+import type { ApplyResult, ControllerOptions } from '../engine/controller.js';
 
 interface Globals {
   json?: boolean;
@@ -48,9 +47,11 @@ const collect = (value: string, previous: string[] = []): string[] => [...previo
 export function registerMappings(program: Command, controllerOptions: (options: Globals & Record<string, unknown>) => ControllerOptions): void {
   const backend = (): Option => new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft', 'iptables-legacy']).default('auto');
   const print = (text: string): void => void process.stdout.write(text);
-  const report = (result: ApplyResult, json: boolean | undefined): void => {
+  // The engine and the formatter are imported when a command runs (start-up: src/cli/main.ts).
+  const open = async (opts: Globals & Record<string, unknown>) => (await import('../engine/controller.js')).Controller.open(controllerOptions(opts));
+  const report = async (result: ApplyResult, json: boolean | undefined): Promise<void> => {
     if (json) print(`${JSON.stringify(applyJson(result), null, 2)}\n`);
-    else print(formatApply(result));
+    else print((await import('./format.js')).formatApply(result));
   };
 
   program.command('add')
@@ -69,10 +70,10 @@ export function registerMappings(program: Command, controllerOptions: (options: 
     .option('--json', 'machine-readable output')
     .action(async (options: AddOptions, command: Command) => {
       const opts = command.optsWithGlobals<Globals & Record<string, unknown>>();
-      const controller = await Controller.open(controllerOptions(opts));
+      const controller = await open(opts);
       const mapping = mappingFromFlags(options);
       const result = options.replace ? await controller.replaceMappings([mapping]) : await controller.addMappings([mapping]);
-      report(result, opts.json);
+      await report(result, opts.json);
     });
 
   program.command('rm')
@@ -82,7 +83,7 @@ export function registerMappings(program: Command, controllerOptions: (options: 
     .option('--json', 'machine-readable output')
     .action(async (names: string[], _options: unknown, command: Command) => {
       const opts = command.optsWithGlobals<Globals & Record<string, unknown>>();
-      const controller = await Controller.open(controllerOptions(opts));
-      report(await controller.removeMappings(names), opts.json);
+      const controller = await open(opts);
+      await report(await controller.removeMappings(names), opts.json);
     });
 }

@@ -1,11 +1,9 @@
 // `natctl watch`: the node agent's command line (docs/operations.md, "natctl watch").
 import { type Command, InvalidArgumentError, Option } from 'commander';
-import { Agent, defaultTiming } from '../agent/agent.js';
-import { parseListen } from '../agent/http.js';
-import { createLogger, type LogFormat } from '../agent/log.js';
-import { Controller, type ControllerOptions } from '../engine/controller.js';
+import { defaultTiming } from '../agent/timing.js';
+import type { LogFormat } from '../agent/log.js';
+import type { ControllerOptions } from '../engine/controller.js';
 import { EnvironmentError } from '../errors.js';
-import { isRoot } from '../backends/exec.js';
 
 interface WatchOptions {
   file: string;
@@ -49,6 +47,10 @@ export function registerWatch(program: Command): void {
     .option('--min-interval <seconds>', 'at least this long between two applies', nonNegativeSeconds, defaultTiming.minIntervalMs / 1000)
     .addOption(new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft', 'iptables-legacy']).default('auto'))
     .action(async (options: WatchOptions, command: Command) => {
+      // The agent, its HTTP server and the engine load only when watch runs (start-up: src/cli/main.ts).
+      const [{ Agent }, { parseListen }, { createLogger }, { Controller }, { isRoot }] = await Promise.all([
+        import('../agent/agent.js'), import('../agent/http.js'), import('../agent/log.js'), import('../engine/controller.js'), import('../backends/exec.js'),
+      ]);
       const globals = command.optsWithGlobals<Globals>();
       const listen = options.listen === undefined ? undefined : parseListen(options.listen);
       if (!isRoot()) throw new EnvironmentError('natctl watch changes the kernel\'s ruleset and needs root (CAP_NET_ADMIN)');

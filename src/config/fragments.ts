@@ -92,7 +92,7 @@ export async function loadConfigDirectory(dir: string): Promise<Config> {
       fragment = await readFragment(file);
     } catch (error) {
       if (error instanceof ConfigError) {
-        problems.push(...error.problems);
+        for (const problem of error.problems) problems.push(problem); // not push(...): a fragment may hold 100,000s
         continue;
       }
       throw error;

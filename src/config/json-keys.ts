@@ -6,18 +6,39 @@
 
 interface Frame {
   kind: 'object' | 'array';
-  path: string;
-  keys: Set<string>;
+  /** The enclosing frame and this one's key in it: the path is spelled out only for a duplicate. */
+  parent: Frame | undefined;
+  key: string | number;
+  /** Keys seen so far: a short list (a config object has a handful), a Set past `smallObject`. */
+  keys: string[] | Set<string>;
   index: number;
   /** In an object: the next string is a key (after "{" or ","). */
   expectKey: boolean;
 }
 
-const childPath = (frame: Frame | undefined, key: string | number): string => {
-  if (frame === undefined) return '';
-  if (typeof key === 'number') return `${frame.path}[${key}]`;
-  return frame.path ? `${frame.path}.${key}` : key;
-};
+/** Objects with more keys than this switch to a Set (a hostile file may hold a huge object). */
+const smallObject = 16;
+
+function pathOf(frame: Frame | undefined): string {
+  if (frame?.parent === undefined) return '';
+  const parent = pathOf(frame.parent);
+  if (typeof frame.key === 'number') return `${parent}[${frame.key}]`;
+  return parent ? `${parent}.${frame.key}` : frame.key;
+}
+
+/** Adds `key` to the frame's keys; false when it was there already. */
+function addKey(frame: Frame, key: string): boolean {
+  const keys = frame.keys;
+  if (Array.isArray(keys)) {
+    if (keys.includes(key)) return false;
+    keys.push(key);
+    if (keys.length > smallObject) frame.keys = new Set(keys);
+    return true;
+  }
+  if (keys.has(key)) return false;
+  keys.add(key);
+  return true;
+}
 
 const QUOTE = 0x22;
 const BACKSLASH = 0x5c;
@@ -41,8 +62,7 @@ export function findDuplicateJsonKey(text: string): { path: string; key: string 
       if (top?.kind === 'object' && top.expectKey) {
         // Keys are compared decoded: "a" and "\u0061" are the same key.
         const key = escaped ? (JSON.parse(text.slice(i, end + 1)) as string) : text.slice(i + 1, end);
-        if (top.keys.has(key)) return { path: top.path, key };
-        top.keys.add(key);
+        if (!addKey(top, key)) return { path: pathOf(top), key };
         top.expectKey = false;
         lastKey = key;
       }
@@ -50,7 +70,7 @@ export function findDuplicateJsonKey(text: string): { path: string; key: string 
     } else if (c === 0x7b || c === 0x5b) {
       // { or [
       const key = top?.kind === 'array' ? top.index : lastKey;
-      stack.push({ kind: c === 0x7b ? 'object' : 'array', path: childPath(top, key), keys: new Set(), index: 0, expectKey: c === 0x7b });
+      stack.push({ kind: c === 0x7b ? 'object' : 'array', parent: top, key, keys: [], index: 0, expectKey: c === 0x7b });
     } else if (c === 0x7d || c === 0x5d) {
       stack.pop();
     } else if (c === 0x2c && top) {

@@ -1,7 +1,7 @@
 // Reading a config: bytes -> text -> document -> schema -> model. Every failure is a
 // ConfigError naming where and what, never a stack trace; nothing here touches the kernel.
 import { readFile, stat } from 'node:fs/promises';
-import { parseDocument } from 'yaml';
+import { createRequire } from 'node:module';
 import type { z } from 'zod';
 import { ConfigError, type ConfigProblem } from '../errors.js';
 import { buildModel } from '../model/build.js';
@@ -44,6 +44,14 @@ function zodProblems(error: z.ZodError, document: unknown): ConfigProblem[] {
   });
 }
 
+/**
+ * The yaml library, loaded on the first YAML text: a JSON config (what agents write) never
+ * pays its ~60 ms of imports (docs/performance.md, "CLI start-up and the front end"). It is
+ * CommonJS, so a synchronous require keeps parseConfigText synchronous.
+ */
+let yamlLibrary: typeof import('yaml') | undefined;
+const yaml = (): typeof import('yaml') => (yamlLibrary ??= createRequire(import.meta.url)('yaml') as typeof import('yaml'));
+
 function depthOf(value: unknown, depth = 0): number {
   if (depth > maxDepth) return depth;
   if (value === null || typeof value !== 'object') return depth;
@@ -63,7 +71,7 @@ export function parseConfigText(text: string, source = 'config'): Config {
       if (duplicate) throw new Error(`duplicate key ${JSON.stringify(duplicate.key)}${duplicate.path ? ` in ${duplicate.path}` : ''}: a key may appear once per object`);
     } else {
       // logLevel silent: the library must not print; its errors and warnings become ours.
-      const parsed = parseDocument(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'silent' });
+      const parsed = yaml().parseDocument(text, { prettyErrors: true, uniqueKeys: true, logLevel: 'silent' });
       const problem = parsed.errors[0] ?? parsed.warnings[0];
       if (problem) throw new Error(problem.message);
       document = parsed.toJS({ maxAliasCount: 100 });

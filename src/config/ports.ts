@@ -13,15 +13,24 @@ export function formatPortRange(range: PortRange): string {
   return range.from === range.to ? String(range.from) : `${range.from}-${range.to}`;
 }
 
+/** 1-5 ASCII digits (/^\d{1,5}$/) as a port 1-65535, else undefined; by hand, as it runs for every target of every mapping. */
 function parsePort(text: string): number | undefined {
-  if (!/^\d{1,5}$/.test(text)) return undefined;
-  const value = Number(text);
+  if (text.length < 1 || text.length > 5) return undefined;
+  let value = 0;
+  for (let i = 0; i < text.length; i++) {
+    const digit = text.charCodeAt(i) - 0x30;
+    if (digit < 0 || digit > 9) return undefined;
+    value = value * 10 + digit;
+  }
   return value >= 1 && value <= 65535 ? value : undefined;
 }
 
 /** "8080" or "30000-30010"; returns a reason when invalid. */
 export function parsePortRange(text: string): PortRange | string {
-  const parts = text.trim().split('-');
+  const trimmed = text.trim();
+  const single = trimmed.includes('-') ? undefined : parsePort(trimmed);
+  if (single !== undefined) return { from: single, to: single };
+  const parts = trimmed.split('-');
   if (parts.length > 2) return 'is not a port (1-65535) or a range "start-end"';
   const from = parsePort(parts[0] ?? '');
   const to = parsePort(parts[1] ?? parts[0] ?? '');

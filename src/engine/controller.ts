@@ -512,7 +512,11 @@ export class Controller {
       knownDrift = !held;
       if (held && previous.hash === hash) {
         // Already in place: nothing is sent (handles and counters stay); host settings are re-asserted.
-        const model = last.model() ?? modelOf();
+        // Equal hashes, equal configs: the model in memory, else the one of the config given
+        // (already parsed; building the generation's would parse its config again), kept for the next call.
+        const cached = this.cache?.generation === previous ? this.cache.model : undefined;
+        const model = cached ?? modelOf();
+        if (this.cache?.generation === previous && this.cache.model === null) this.cache.model = model;
         const warnings = await this.hostEffects(model, model);
         return withRuleset({ kind: 'noop', changed: false, dryRun: false, plan: { changes: [], unchanged: countObjects(model) }, generation: previous, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(model, { stamp }));
       }

@@ -101,36 +101,37 @@ function buildTargets(config: MappingConfig, side: HostSide, path: string, probl
     problems.add(`${path}.target`, config.target === undefined ? 'is required (or give "targets")' : 'cannot be combined with "targets"');
     return undefined;
   }
-  const entries = config.target !== undefined
-    ? [{ text: config.target, path: `${path}.target` }]
-    : (config.targets ?? []).map((text, i) => ({ text, path: `${path}.targets[${i}]` }));
+  // The path of a target is spelled out only for a problem (50,000 mappings build here).
+  const texts = config.target !== undefined ? [config.target] : config.targets ?? [];
+  const pathAt = (i: number): string => (config.target !== undefined ? `${path}.target` : `${path}.targets[${i}]`);
   const targets: Target[] = [];
   let family: Family | undefined;
   const hostLength = portRangeLength(side.hostPorts);
-  for (const entry of entries) {
-    const parsed = parseTarget(entry.text);
+  for (let i = 0; i < texts.length; i++) {
+    const text = texts[i]!;
+    const parsed = parseTarget(text);
     if (typeof parsed === 'string') {
-      problems.add(entry.path, `${show(entry.text)} ${parsed}`);
+      problems.add(pathAt(i), `${show(text)} ${parsed}`);
       continue;
     }
     if (family !== undefined && parsed.family !== family) {
-      problems.add(entry.path, `${show(entry.text)} is IPv${parsed.family} but the other targets are IPv${family}; balance within one family`);
+      problems.add(pathAt(i), `${show(text)} is IPv${parsed.family} but the other targets are IPv${family}; balance within one family`);
       continue;
     }
     family = parsed.family;
     if (parsed.ports && side.containerPorts) {
-      problems.add(entry.path, `${show(entry.text)} has a port, but the publish string already gives the container port ${formatPortRange(side.containerPorts)}`);
+      problems.add(pathAt(i), `${show(text)} has a port, but the publish string already gives the container port ${formatPortRange(side.containerPorts)}`);
       continue;
     }
     const ports = parsed.ports ?? side.containerPorts ?? side.hostPorts;
     const length = portRangeLength(ports);
     if (length !== hostLength) {
-      problems.add(entry.path, `${show(entry.text)} has ${length} port(s) but host port ${formatPortRange(side.hostPorts)} has ${hostLength}; ranges must be the same length`);
+      problems.add(pathAt(i), `${show(text)} has ${length} port(s) but host port ${formatPortRange(side.hostPorts)} has ${hostLength}; ranges must be the same length`);
       continue;
     }
     targets.push({ addr: parsed.addr, ports });
   }
-  if (family === undefined || targets.length !== entries.length) return undefined;
+  if (family === undefined || targets.length !== texts.length) return undefined;
   return { targets, family };
 }
 
@@ -225,6 +226,16 @@ function checkUnique(names: { name: string; path: string }[], what: string, prob
   }
 }
 
+/** checkUnique for the mappings of a whole config: the same problems, paths spelled out only for a duplicate. */
+function checkUniqueMappings(mappings: { mapping: Mapping; path: string }[], problems: Problems): void {
+  const seen = new Map<string, string>();
+  for (const { mapping, path } of mappings) {
+    const first = seen.get(mapping.name);
+    if (first !== undefined) problems.add(`${path}.name`, `mapping name ${show(mapping.name)} is already used at ${first}.name`);
+    else seen.set(mapping.name, path);
+  }
+}
+
 /**
  * The conflict rule, in one place (a full build and the agent API's MappingIndex both use it):
  * two mappings conflict when a packet could match both.
@@ -257,9 +268,12 @@ function checkConflicts(mappings: { mapping: Mapping; path: string; order: numbe
   const found: { order: number; text: string; path: string }[] = [];
   for (const group of groups.values()) {
     group.sort((x, y) => x.mapping.hostPorts.from - y.mapping.hostPorts.from || x.order - y.order);
-    let open: typeof mappings = [];
+    const open: typeof mappings = [];
     for (const entry of group) {
-      open = open.filter((o) => o.mapping.hostPorts.to >= entry.mapping.hostPorts.from);
+      // Drop the mappings that end before this one starts, in place (no new array per mapping).
+      let kept = 0;
+      for (const o of open) if (o.mapping.hostPorts.to >= entry.mapping.hostPorts.from) open[kept++] = o;
+      open.length = kept;
       for (const other of open) {
         if (!mappingsConflict(entry.mapping, other.mapping)) continue;
         // Report on the later mapping of the two, naming the earlier one.
@@ -283,7 +297,7 @@ export function buildModel(config: Config): Model {
     const mapping = buildMapping(m, path, networks, problems);
     if (mapping) mappings.push({ mapping, path, order: i });
   });
-  checkUnique(mappings.map(({ mapping, path }) => ({ name: mapping.name, path: `${path}.name` })), 'mapping', problems);
+  checkUniqueMappings(mappings, problems);
   checkConflicts(mappings, problems);
 
   const snat = (config.snat ?? []).flatMap((s, i) => buildSnatRule(s, `snat[${i}]`, i, problems) ?? []);

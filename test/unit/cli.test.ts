@@ -68,6 +68,18 @@ describe('natctl CLI', () => {
     expect(unknown.exitCode).toBe(2);
   });
 
+  it('history, which reads the state dir without the engine, refuses what the engine refuses', async () => {
+    const netns = await run(['--netns', 'nc-does-not-exist', 'history']);
+    expect(netns.exitCode).toBe(3);
+    expect(String(netns.stderr)).toContain('ip netns add nc-does-not-exist');
+    const empty = await run(['history', '--state-dir', '']);
+    expect(empty.exitCode).toBe(2);
+    expect(String(empty.stderr)).toContain('--state-dir is empty');
+    const none = await run(['history'], { NATCTL_STATE_DIR: join(dir, 'no-history') });
+    expect(none.exitCode).toBe(0);
+    expect(String(none.stdout)).toBe('no generations recorded');
+  });
+
   it('renders iptables restore input for both families and tables without root or kernel', async () => {
     const result = await run(['render', '-f', good, '--format', 'iptables']);
     expect(result.exitCode).toBe(0);

@@ -12,11 +12,12 @@ import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
+import { encodeKey, getElements } from './netlink-read.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusOfTable, verifyListing } from './listing.js';
 import { type ElementsReader, elementsReader, rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
-import { documentToBatchText } from './text.js';
+import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
 
 import { nftBinary } from './transport-spawn.js';
@@ -74,6 +75,17 @@ const stampPattern = /^[0-9a-f]{1,32}$/;
 const where = `${tableFamily} ${tableName}`;
 
 /** The message of each error nft printed for a batch (`[FILE:LINE:COL: ]Error: MESSAGE`), in order. */
+/** An element as nft's JSON lists it, without its counter (what the delta sent has none). */
+function withoutCounter(element: unknown): unknown {
+  const strip = (key: unknown): unknown => {
+    const elem = (key as { elem?: Record<string, unknown> } | null)?.elem;
+    if (!elem || !('counter' in elem)) return key;
+    const { counter: _counter, ...rest } = elem;
+    return { elem: rest };
+  };
+  return Array.isArray(element) ? [strip(element[0]), element[1]] : strip(element);
+}
+
 function errorMessages(stderr: string): string[] {
   return [...stderr.matchAll(/(?:^|: )Error: (.*)$/gm)].map((m) => m[1]!);
 }
@@ -342,7 +354,11 @@ export class NftBackend implements Backend {
     // with other data fails it; the same element is left as it is, counter included). The
     // addon's error text does not say which line failed, so a count that does not add up is
     // narrowed down line by line (the slow path, only when something is wrong).
-    const lines = [...plan.present].flatMap(([map, elements]) => elements.map(({ text }) => ({ map, text, create: `create element ${where} ${map} { ${text} }\n`, add: `add element ${where} ${map} { ${text} }\n` })));
+    // The simple mappings' elements are read by key over netlink where it can be opened
+    // (src/backends/nft/netlink-read.ts: a lookup, not a dump); the rest, and all of them when
+    // netlink cannot be used, are probed through nft below.
+    const { present, absent } = await this.readKeysByNetlink(plan, problems);
+    const lines = [...present].flatMap(([map, elements]) => elements.map(({ text }) => ({ map, text, create: `create element ${where} ${map} { ${text} }\n`, add: `add element ${where} ${map} { ${text} }\n` })));
     if (lines.length) {
       const created = await this.transport.run(lines.map((l) => l.create).join(''), { check: true });
       const errors = errorMessages(created.stderr);
@@ -361,7 +377,7 @@ export class NftBackend implements Backend {
         if (!problems.length) problems.push(`reading the added elements back failed: ${kernelMessage((same ?? created).stderr)}`);
       }
     }
-    const probes = [...plan.absent].flatMap(([map, keys]) => keys.map((probe) => ({ map, probe })));
+    const probes = [...absent].flatMap(([map, keys]) => keys.map((probe) => ({ map, probe })));
     if (probes.length) {
       const batch = probes.map(({ map, probe }) => `create element ${where} ${map} { ${probe} }\ndelete element ${where} ${map} { ${probe.split(' : ')[0]} }\n`).join('');
       const result = await this.transport.run(batch, { check: false });
@@ -388,6 +404,55 @@ export class NftBackend implements Backend {
       else if (!isNotFound(failure('nft -j list chain', result.exitCode, result.stderr))) problems.push(`chain ${chain}: ${kernelMessage(result.stderr)}`);
     }
     return problems;
+  }
+
+  /**
+   * Looks up the delta's keys in the simple mappings' maps and sets over netlink, adding a
+   * problem for each element missing, different or still there; returns what it could not
+   * look up (other maps; everything when netlink cannot be opened here), for the nft probes.
+   */
+  private async readKeysByNetlink(plan: DeltaPlan, problems: string[]): Promise<{ present: DeltaPlan['present']; absent: DeltaPlan['absent'] }> {
+    const lookups: { set: string; key: Buffer; text: string; expected?: string }[] = [];
+    const present: DeltaPlan['present'] = new Map();
+    const absent: DeltaPlan['absent'] = new Map();
+    const keyOfText = (set: string, text: string): Buffer | undefined => {
+      const values = plan.keyValues.get(text);
+      return values && values.every((v) => typeof v === 'string' || typeof v === 'number') ? encodeKey(set, values as (string | number)[]) : undefined;
+    };
+    for (const [set, elements] of plan.present) {
+      for (const element of elements) {
+        const key = keyOfText(set, element.key);
+        if (key) lookups.push({ set, key, text: element.key, expected: element.text });
+        else present.set(set, [...(present.get(set) ?? []), element]);
+      }
+    }
+    for (const [set, probes] of plan.absent) {
+      for (const probe of probes) {
+        const text = probe.split(' : ')[0]!;
+        const key = keyOfText(set, text);
+        if (key) lookups.push({ set, key, text });
+        else absent.set(set, [...(absent.get(set) ?? []), probe]);
+      }
+    }
+    // A scripted transport stands for a kernel netlink cannot see.
+    if (!lookups.length || this.transport.kind === 'fake') return lookups.length ? { present: plan.present, absent: plan.absent } : { present, absent };
+    let found: unknown[];
+    try {
+      found = await getElements(this.runner.netns, lookups);
+    } catch {
+      return { present: plan.present, absent: plan.absent };
+    }
+    lookups.forEach((lookup, i) => {
+      const element = found[i];
+      if (lookup.expected === undefined) {
+        if (element !== undefined) problems.push(`${lookup.set} still holds ${lookup.text}`);
+      } else if (element === undefined) {
+        problems.push(`${lookup.set} element missing: ${lookup.expected}`);
+      } else if (valueText(withoutCounter(element)) !== lookup.expected) {
+        problems.push(`an element differs from what the delta sent (the kernel holds ${valueText(withoutCounter(element))}): ${lookup.set} { ${lookup.expected} }`);
+      }
+    });
+    return { present, absent };
   }
 
   async version(): Promise<string> {

@@ -27,6 +27,8 @@ export interface DeltaPlan {
   present: Map<string, { key: string; text: string }[]>;
   /** Keys the kernel must no longer hold, by map or set: the element text a `create` probe sends (any data: the key decides). */
   absent: Map<string, string[]>;
+  /** The values of each key above, by its text (for a lookup by key over netlink). */
+  keyValues: Map<string, unknown[]>;
   /** Chains created or refilled, with their rules. */
   chains: Map<string, NftRule[]>;
   /** Chains the delta deletes. */
@@ -148,12 +150,20 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
 
   const deletes: string[] = [];
   const absent = new Map<string, string[]>();
+  const keyValues = new Map<string, unknown[]>();
+  const noteKey = (elem: NftValue): string => {
+    const key = keyOf(elem);
+    const text = valueText(key);
+    const concat = (key as { concat?: unknown[] } | null)?.concat;
+    keyValues.set(text, Array.isArray(concat) ? concat : [key]);
+    return text;
+  };
   const oldChains = new Set<string>();
   for (const m of gone) {
     const parts = partsOf(m);
     for (const name of parts.chains.keys()) oldChains.add(name);
     for (const { map, elem } of parts.elements) {
-      const key = valueText(keyOf(elem));
+      const key = noteKey(elem);
       deletes.push(`delete element ${where} ${map} { ${key} }`);
       absent.set(map, [...(absent.get(map) ?? []), probeText(elem)]);
     }
@@ -172,7 +182,7 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
       for (const rule of rules) ruleLines.push(`add rule ${where} ${name} ${ruleText(rule)}`);
     }
     for (const { map, elem } of parts.elements) {
-      const key = valueText(keyOf(elem));
+      const key = noteKey(elem);
       const text = valueText(elem);
       adds.push(`add element ${where} ${map} { ${text} }`);
       present.set(map, [...(present.get(map) ?? []), { key, text }]);
@@ -185,6 +195,6 @@ export function renderNftDelta(before: Model, after: Model, stamp: { from: strin
   const marker = [`delete set ${where} ${markerName(stamp.from)}`, `add set ${where} ${markerName(stamp.to)} { type mark; }`];
   const main = `${[...marker, ...deletes, ...chainLines, ...ruleLines, ...adds].join('\n')}\n`;
   const cleanup = deleted.length ? `${deleted.map((name) => `delete chain ${where} ${name}`).join('\n')}\n` : undefined;
-  return { main, cleanup, from: stamp.from, to: stamp.to, present, absent, chains, gone: deleted, summary };
+  return { main, cleanup, from: stamp.from, to: stamp.to, present, absent, keyValues, chains, gone: deleted, summary };
 }
 

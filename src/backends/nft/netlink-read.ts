@@ -6,11 +6,12 @@
 // MB here (docs/performance.md, "Reading the ruleset back"). Read-only: nothing is ever sent
 // but dump requests. A netlink socket belongs to the namespace of the process that opens it,
 // so with a namespace the same code runs in a worker started there (netlink-read-worker.ts).
+import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { canEnterNetns, inNetns } from '../../host/netns.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
-import { bigToIp } from '../../config/addr.js';
+import { bigToIp, ipToBig } from '../../config/addr.js';
 import type { Runner } from '../exec.js';
 import { tableName } from './render.js';
 
@@ -437,4 +438,99 @@ export function rawTableReader(runner: Runner): () => Promise<RawTable | null> {
     const { elements, table } = JSON.parse(result.stdout) as { elements: Record<string, RawElement[]>; table: Omit<RawTable, 'elements'> | null };
     return table && { ...table, elements };
   };
+}
+
+const protocolNumbers: Record<string, number> = { tcp: 6, udp: 17, sctp: 132 };
+
+/**
+ * The key of an element of a simple mappings' map or set as the kernel holds it (the layout of
+ * simpleLayout; each field of a concatenation padded to 4 bytes); undefined when `values` do
+ * not fit the layout.
+ */
+export function encodeKey(name: string, values: readonly (string | number)[]): Buffer | undefined {
+  const fields = simpleLayout(name)?.key;
+  if (!fields || fields.length !== values.length) return undefined;
+  const padded = fields.length > 1;
+  const parts: Buffer[] = [];
+  for (let i = 0; i < fields.length; i++) {
+    const [field, value] = [fields[i]!, values[i]!];
+    let bytes: Buffer;
+    if (field === 'port' && typeof value === 'number') {
+      bytes = Buffer.alloc(2);
+      bytes.writeUInt16BE(value, 0);
+    } else if (field === 'proto' && typeof value === 'string' && protocolNumbers[value] !== undefined) {
+      bytes = Buffer.from([protocolNumbers[value]!]);
+    } else if ((field === 'ip4' || field === 'ip6') && typeof value === 'string') {
+      const hex = ipToBig(value).toString(16).padStart(field === 'ip4' ? 8 : 32, '0');
+      bytes = Buffer.from(hex, 'hex');
+      if (bytes.length !== fieldSize[field]) return undefined;
+    } else {
+      return undefined;
+    }
+    parts.push(padded ? Buffer.concat([bytes, Buffer.alloc(((bytes.length + 3) & ~3) - bytes.length)]) : bytes);
+  }
+  return Buffer.concat(parts);
+}
+
+/** Lookup sockets kept per namespace (by its inode) while calls keep coming; see getElements. */
+const lookupSockets = new Map<string, { id: string; socket: Socket; timer?: NodeJS.Timeout }>();
+const lookupIdleMs = 10_000;
+
+function lookupSocket(netns: string | undefined): Socket {
+  // A namespace deleted and created again under the same name is another inode: a new socket.
+  const id = netns === undefined ? '' : `${netns}:${statSync(`/run/netns/${netns}`).ino}`;
+  const key = netns ?? '';
+  let kept = lookupSockets.get(key);
+  if (kept?.id !== id) {
+    kept?.socket.close();
+    kept = { id, socket: openSocket(netns) };
+    lookupSockets.set(key, kept);
+  }
+  if (kept.timer) clearTimeout(kept.timer);
+  const entry = kept;
+  entry.timer = setTimeout(() => {
+    entry.socket.close();
+    if (lookupSockets.get(key) === entry) lookupSockets.delete(key);
+  }, lookupIdleMs).unref();
+  return entry.socket;
+}
+
+/**
+ * Reads single elements of simple mappings' maps and sets by key (NFT_MSG_GETSETELEM without
+ * NLM_F_DUMP: the kernel looks each key up and answers it, or ENOENT), in `netns` through the
+ * addon. A read, unlike nft 1.0.6's `get element`, which dumps the whole map first. Each
+ * answer is the element as nft's JSON lists it, or undefined when the kernel does not hold
+ * the key. The socket is kept while calls keep coming (closed after 10 s idle): closing a
+ * NETLINK_NETFILTER socket right after a commit that deleted something waits for the
+ * kernel's deferred destroy work (an RCU grace period, 5-15 ms here), which every delta
+ * would pay since it deletes the old marker.
+ */
+export async function getElements(netns: string | undefined, lookups: { set: string; key: Buffer }[]): Promise<(RawElement | undefined)[]> {
+  const socket = lookupSocket(netns);
+  try {
+    return await lookUp(socket, lookups);
+  } catch (error) {
+    // A socket that failed is not kept.
+    socket.close();
+    lookupSockets.delete(netns ?? '');
+    throw error;
+  }
+}
+
+async function lookUp(socket: Socket, lookups: { set: string; key: Buffer }[]): Promise<(RawElement | undefined)[]> {
+  const out: (RawElement | undefined)[] = [];
+  const table = cString(tableName);
+  for (const { set, key } of lookups) {
+    const element = attribute(1 | 0x8000, attribute(1 | 0x8000, attribute(1, key)));
+    const payload = request(attribute(1, table), attribute(2, cString(set)), attribute(3 | 0x8000, element));
+    const answer = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, payload, { flags: 0 }).then(
+      ([messages]) => messages,
+      (error: Error) => {
+        if (/ENOENT/.test(error.message)) return undefined;
+        throw error;
+      },
+    );
+    out.push(answer?.[0] ? decodeElementMessage(answer[0].data, set)[0] : undefined);
+  }
+  return out;
 }

@@ -325,8 +325,9 @@ function renderPostrouting(batch: Batch, model: Model): void {
       batch.rule('postrouting', [match(ct('status'), 'dnat', 'in'), match(meta('oifname'), network.name), match(payload(ipProto(subnet.family), 'saddr'), cidrValue(subnet)), masquerade()], `natctl hairpin ${network.name}`);
     }
   }
+  const undeclared = undeclaredTargets(model); // one pass over the mappings for both families
   for (const family of [4, 6] as const) {
-    const targets = undeclaredTargets(model).filter((t) => t.family === family);
+    const targets = undeclared.filter((t) => t.family === family);
     if (!targets.length) continue;
     // Docker's per-mapping `-s C -d C -j MASQUERADE`: a target in no declared network reaching its
     // own published port through the host address would otherwise get its own address as the
@@ -353,6 +354,8 @@ interface DirectEntry { family: Family; addr: string; proto: Proto; from: number
 
 function directEntries(model: Model): DirectEntry[] {
   const out: DirectEntry[] = [];
+  // Only a routed network has entries: without one, no mapping is looked up (50,000 of them at agent scale).
+  if (!model.networks.some((n) => n.gatewayMode === 'routed')) return out;
   for (const mapping of model.mappings) {
     for (const target of mapping.targets) {
       const network = model.networks.find((n) => n.name === mapping.network && n.subnets.some((s) => s.family === mapping.family)) ?? networkHolding(model, target.addr);

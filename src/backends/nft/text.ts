@@ -4,7 +4,7 @@
 // back of them (restore prints a listing through it); the JSON stays the internal form.
 import type { NftChain, NftCounter, NftDocument, NftMap, NftRule, NftSet, NftValue } from './json.js';
 
-const quote = (text: string): string => `"${text.replace(/["\\]/g, '')}"`;
+const quote = (text: string): string => `"${text.includes('"') || text.includes('\\') ? text.replace(/["\\]/g, '') : text}"`;
 
 /** Interface names are always quoted: bare, `drop`, `tcp` or `counter` would be read as keywords. */
 const interfaceKeys = new Set(['iifname', 'oifname', 'ibrname', 'obrname']);
@@ -17,8 +17,27 @@ function interfaceValue(v: unknown): string {
   return value(v);
 }
 
+/** /^[A-Za-z0-9_.:@/-]+$/ by hand: every address and name of a 50,000-mapping batch passes here. */
+function isBare(text: string): boolean {
+  if (text.length === 0) return false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    // . / 0-9 : (0x2e-0x3a), @ A-Z (0x40-0x5a), a-z, _ and -
+    if ((c >= 0x2e && c <= 0x3a) || (c >= 0x40 && c <= 0x5a) || (c >= 0x61 && c <= 0x7a) || c === 0x5f || c === 0x2d) continue;
+    return false;
+  }
+  return true;
+}
+
+/** A concatenation's parts joined by " . ", without an array of part texts. */
+function concatText(parts: unknown[]): string {
+  let out = parts.length ? value(parts[0]) : '';
+  for (let i = 1; i < parts.length; i++) out += ` . ${value(parts[i])}`;
+  return out;
+}
+
 function value(v: unknown): string {
-  if (typeof v === 'string') return /^[A-Za-z0-9_.:@/-]+$/.test(v) ? v : quote(v);
+  if (typeof v === 'string') return isBare(v) ? v : quote(v);
   if (typeof v === 'number' || typeof v === 'boolean') return String(v);
   if (Array.isArray(v)) return `${value(v[0])} : ${value(v[1])}`;
   if (v === null || typeof v !== 'object') return '?';
@@ -31,7 +50,7 @@ function value(v: unknown): string {
     case 'meta': return `meta ${body.key}`;
     case 'ct': return `ct${body.dir ? ` ${body.dir}` : ''}${body.family ? ` ${body.family}` : ''} ${body.key}`;
     case 'fib': return `fib ${(body.flags as string[]).join(' . ')} ${body.result}`;
-    case 'concat': return (body as unknown[]).map(value).join(' . ');
+    case 'concat': return concatText(body as unknown[]);
     case 'prefix': return `${body.addr}/${body.len}`;
     case 'range': return `${value(body[0])}-${value(body[1])}`;
     case 'set': return `{ ${(body as unknown[]).map(value).join(', ')} }`;
