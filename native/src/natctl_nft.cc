@@ -53,7 +53,7 @@ constexpr std::chrono::seconds kIdle(2);
 // A call whose batch or listing is bigger than this leaves libnftables' cache holding the whole
 // table (~170 MB at 50,000 mappings): its context is freed right after and the heap trimmed, and
 // the next call opens a fresh one. The RCU wait a fresh socket may pay is nothing next to such
-// a call (docs/performance.md, "Memory").
+// a call (docs/performance.md, "Reading the ruleset back").
 constexpr size_t kBigCall = 1 << 20;
 
 // libnftables keeps some process-wide state (its mini-gmp allocator hooks, lazily read

@@ -1,5 +1,5 @@
 // The read-back of a big table in two parts (src/backends/nft/backend.ts, readSplit; docs/performance.md,
-// "Memory"): the simple mappings' elements over netlink, everything else from a terse nft listing. On a
+// "Reading the ruleset back"): the simple mappings' elements over netlink, everything else from a terse nft listing. On a
 // real kernel, through both transports, with the size threshold at 0 so a small table takes that path:
 // it finds exactly what one full nft listing finds, a changed, missing or extra element and a changed
 // rule included, and a table whose other maps hold elements is listed in full.

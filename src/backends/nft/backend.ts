@@ -12,10 +12,9 @@ import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
-import { encodeKey, getElements } from './netlink-read.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusOfTable, verifyListing } from './listing.js';
-import { type ElementsReader, elementsReader, rawTableReader } from './netlink-read.js';
+import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -182,7 +181,7 @@ export class NftBackend implements Backend {
 
   /**
    * The same listing as read(), for a big table at a fraction of the memory (docs/performance.md,
-   * "Memory"): the simple mappings' elements over netlink, every other object (each rule of each
+   * "Reading the ruleset back"): the simple mappings' elements over netlink, every other object (each rule of each
    * chain, in order) from a terse nft listing, which omits named sets' elements; the elements
    * are then put where nft lists them. undefined: read() lists in full instead, when the table is
    * small, when another named map or set holds elements (terse would drop them), or when the

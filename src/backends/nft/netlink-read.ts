@@ -347,7 +347,7 @@ export interface ElementsRead {
 
 /**
  * The elements of natctl's table's named maps and sets (null: no table, or no set in it), for
- * verify's read-back of a big table (docs/performance.md, "Memory"): the simple mappings' maps
+ * verify's read-back of a big table (docs/performance.md, "Reading the ruleset back"): the simple mappings' maps
  * and sets decoded strictly (anything nft would list that is not decoded here throws, and the
  * caller lists with nft), the others only checked for holding any element.
  */
