@@ -13,7 +13,7 @@ import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
-import { type StatusTable, countersOf, foreignObjects, listingToBatch, liveStateOf, statusOfTable, verifyListing } from './listing.js';
+import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
 import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
@@ -232,7 +232,9 @@ export class NftBackend implements Backend {
   async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
     const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
     if (table !== undefined) {
-      return { active: table !== null, ...statusOfTable(this.expectedDocument(expected()), table) };
+      // The counters first, before the model and its render exist (a lower peak than the other way round).
+      const { counters, blocked } = table ? countersOfTable(table) : { counters: [], blocked: [] };
+      return { active: table !== null, counters, blocked, problems: compareStatusTable(this.expectedDocument(expected()), table) };
     }
     const listing = (await this.listTable())?.listing ?? null;
     const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };

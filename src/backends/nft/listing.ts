@@ -357,11 +357,10 @@ function lookupKey(element: unknown): string {
  * comparing canonical texts throughout, at a hash lookup per element whatever the counters
  * counted (docs/performance.md, "Reading the ruleset back").
  */
-function missingElements(wanted: unknown[], held: unknown[], visit?: (element: unknown) => void): unknown[] {
+function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
   const byKey = new Map<string, unknown>();
   const shared = new Map<string, unknown[]>();
   for (const element of held) {
-    visit?.(element);
     const key = lookupKey(element);
     if (!byKey.has(key)) byKey.set(key, element);
     else shared.set(key, [...(shared.get(key) ?? [byKey.get(key)]), element]);
@@ -519,11 +518,10 @@ export function statusTableListing(table: StatusTable): NftListing {
  * compares them. Rule contents, base chain settings and the elements of the small dispatch
  * maps are compared by the full comparison (`apply --verify-full`), which lists the table.
  */
-export function compareStatusTable(document: NftDocument, table: StatusTable | null, visit?: (name: string, element: unknown) => void): string[] {
+export function compareStatusTable(document: NftDocument, table: StatusTable | null): string[] {
   const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
   const wanted = contentsOf(declared);
   const problems: string[] = [];
-  const visited = new Set<string>();
   const live = new Set([...(table?.chains ?? []).map((n) => `chain ${n}`), ...(table?.sets ?? []).map((n) => `set ${n}`), ...(table?.maps ?? []).map((n) => `map ${n}`)]);
   const ruleCounts = new Map<string, number>();
   for (const rule of table?.rules ?? []) ruleCounts.set(rule.chain, (ruleCounts.get(rule.chain) ?? 0) + 1);
@@ -538,31 +536,26 @@ export function compareStatusTable(document: NftDocument, table: StatusTable | n
       if (held !== rules) problems.push(`${name} has ${held} rules, expected ${rules}`);
       continue;
     }
-    const setName = String(body.name);
-    const elements = table?.elements[setName];
+    const elements = table?.elements[String(body.name)];
     if (!elements) continue; // not a simple mappings' map or set: its elements are left to the full comparison
-    visited.add(setName);
     const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
     if (elements.length !== wantedElements.length) problems.push(`${name} has ${elements.length} elements, expected ${wantedElements.length}`);
-    for (const element of missingElements(wantedElements, elements, visit && ((e) => visit(setName, e)))) problems.push(`${name} element missing or different: ${display(element)}`);
+    for (const element of missingElements(wantedElements, elements)) problems.push(`${name} element missing or different: ${display(element)}`);
   }
   for (const name of live) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
-  // Elements of maps and sets not declared (or held under another kind) are still counted.
-  if (visit && table) for (const [setName, elements] of Object.entries(table.elements)) if (!visited.has(setName)) for (const element of elements) visit(setName, element);
   return problems;
 }
 
 /**
- * status over a status table in one pass over its elements (docs/operations.md, "How status
- * reads the kernel"): the comparison of compareStatusTable, and the counters countersOf would
- * find in statusTableListing(table), collected while the elements are looked up.
+ * The counters countersOf would find in statusTableListing(table), read from the table as it
+ * is: no listing is built around its elements.
  */
-export function statusOfTable(document: NftDocument, table: StatusTable | null): Pick<LiveState, 'counters' | 'blocked'> & { problems: string[] } {
+export function countersOfTable(table: StatusTable): Pick<LiveState, 'counters' | 'blocked'> {
   const { counters, entry } = countersTable();
   const blocked: LiveState['blocked'] = [];
   const elements = new ElementCounters(entry);
-  const problems = compareStatusTable(document, table, (name, element) => elements.element(name, element));
+  for (const [name, list] of Object.entries(table.elements)) for (const element of list) elements.element(name, element);
   elements.finish();
-  for (const rule of table?.rules ?? []) if (rule.counter) ruleCounters(rule.chain, rule.counter, rule.comment, entry, blocked);
-  return { counters: [...counters.values()], blocked, problems };
+  for (const rule of table.rules) if (rule.counter) ruleCounters(rule.chain, rule.counter, rule.comment, entry, blocked);
+  return { counters: [...counters.values()], blocked };
 }
