@@ -140,7 +140,7 @@ export function machineLine(results: BenchResults): string {
 function settingsLine(results: BenchResults): string {
   const s = results.settings;
   const dp = results.dataPlane;
-  return `control plane: median of ${s.rounds} round(s), ${formatMs(s.opTimeoutMs)} limit per operation, ${formatMs(s.budgetMs)} for the whole part` +
+  return `control plane: median of ${s.rounds} round(s) (the library's unchanged apply, add and remove: of ${Math.max(s.rounds, 9)}), ${formatMs(s.opTimeoutMs)} limit per operation, ${formatMs(s.budgetMs)} for the whole part` +
     (dp ? `; data plane: ${dp.rounds} round(s) of ${dp.secondsPerPoint} s per point, client and server on CPU ${dp.cpu}` : '') +
     `; run took ${formatMs(results.durationS * 1000)}`;
 }
