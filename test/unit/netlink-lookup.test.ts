@@ -38,3 +38,11 @@ describe('netlink element keys', () => {
     expect(decodeElementMessage(message, 'dnat4')).toEqual([[{ elem: { val: { concat: ['tcp', 10000] } } }, { concat: ['198.18.0.2', 80] }]]);
   });
 });
+
+describe('a netlink dump read back', () => {
+  it('is put in nft order, and refused when a key came twice (the hash table was resized mid-dump)', async () => {
+    const { dumpOrder } = await import('../../src/backends/nft/netlink-read.js');
+    expect(dumpOrder('dnat4', ['b', 'c', 'a'])).toEqual([2, 0, 1]);
+    expect(() => dumpOrder('dnat4', ['b', 'a', 'b'])).toThrow(/dnat4 changed shape while it was dumped/);
+  });
+});

@@ -170,8 +170,17 @@ export class NftBackend implements Backend {
   }
 
   async read(): Promise<LiveState | null> {
-    const split = this.readElements ? await this.readSplit(this.readElements).catch(() => undefined) : undefined;
-    if (split) return split;
+    if (this.readElements) {
+      // A dump that overlapped a resize of the hash table (right after a big load) is read again once.
+      for (const wait of [50, 0]) {
+        const split = await this.readSplit(this.readElements).then((live) => ({ live }), () => undefined);
+        if (split) {
+          if (split.live) return split.live;
+          break;
+        }
+        if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
+      }
+    }
     const listed = await this.listTable();
     if (!listed) return null;
     const live = liveStateOf(listed.listing, listed.text);

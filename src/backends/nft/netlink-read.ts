@@ -278,6 +278,9 @@ export async function readRawTable(netns?: string): Promise<RawTable | null> {
     const list = (elements[name] ??= []);
     for (const element of decoded) list.push(element);
   }, netns);
+  // A dump that overlapped a resize of a hash table came back with a key twice (dumpOrder):
+  // thrown, so that the caller reads through nft instead of reporting drift that is not there.
+  for (const [name, list] of Object.entries(elements)) dumpOrder(name, list.map((e) => JSON.stringify(Array.isArray(e) ? (e[0] as { elem?: { val?: unknown } }).elem?.val : (e as { elem?: { val?: unknown } }).elem?.val)));
   return table && { ...table, elements };
 }
 
@@ -351,6 +354,20 @@ export interface ElementsRead {
  * and sets decoded strictly (anything nft would list that is not decoded here throws, and the
  * caller lists with nft), the others only checked for holding any element.
  */
+/**
+ * The positions of a dump's elements in the order nft lists them (by their sort keys). Throws
+ * when a key came twice: the kernel resized the hash table between two messages of the dump
+ * (each message walks it again from the start, and rhashtable grows in deferred work right
+ * after a big load), so as many keys were missed; the caller reads again or lists through nft.
+ */
+export function dumpOrder(name: string, keys: readonly string[]): number[] {
+  const order = keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
+  for (let i = 1; i < order.length; i++) {
+    if (keys[order[i]!] === keys[order[i - 1]!]) throw new Error(`${name} changed shape while it was dumped (a key came twice)`);
+  }
+  return order;
+}
+
 export async function readElements(netns?: string, minimum = 0): Promise<ElementsRead | null> {
   const socket = openSocket(netns);
   try {
@@ -385,7 +402,7 @@ export async function readElements(netns?: string, minimum = 0): Promise<Element
       // In the order nft lists them (sorted by value; the dump follows the hash table), so that
       // two reads of the same elements normalize alike, whichever way each was read.
       count += list.length;
-      if (simple) elements[name] = list.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0)).map((i) => list[i]);
+      if (simple) elements[name] = dumpOrder(name, keys).map((i) => list[i]);
     }
     if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
     return { generation, elements, othersWithElements };
