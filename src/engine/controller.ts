@@ -472,8 +472,8 @@ export class Controller {
    */
   private async hostEffects(before: Model | undefined, after: Model, changes?: MappingChanges): Promise<string[]> {
     if (this.backend.touchesHost === false) return [];
-    // With the changes known, the host part costs the change (src/host/effects.ts); a no-op passes the same model twice.
-    return hostEffects(this.runner, before, after, { stateDir: this.state.dir, ...(changes ? { changes } : before === after ? { changes: { added: [], removed: [] } } : {}) });
+    // With the changes known, the host part costs the change (src/host/effects.ts; the same model twice: none).
+    return hostEffects(this.runner, before, after, { stateDir: this.state.dir, ...(changes ? { changes } : {}) });
   }
 
   private progress(phase: string): void {
@@ -599,39 +599,28 @@ export class Controller {
     const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
     const failures: string[] = [];
     // A command that reports failure may still have committed: only the read-back decides.
-    const inverse = backend.renderDelta(model, lastModel, { from: stamps.stamp, to: stamps.from });
-    if (inverse) {
+    const attempt = async (what: string, load: () => Promise<void>, check: () => Promise<string[]>): Promise<boolean> => {
       let loadError: unknown;
       try {
-        await backend.loadDelta(inverse);
+        await load();
       } catch (error) {
         loadError = error;
       }
       try {
-        const problems = await backend.verifyDelta(inverse);
-        if (!problems.length) return 'by the inverse delta';
-        failures.push(`the inverse delta ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
+        const problems = await check();
+        if (!problems.length) return true;
+        failures.push(`${what} ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
       } catch (error) {
-        failures.push(`reading the inverse delta back failed: ${(error as Error).message}`);
+        failures.push(`reading ${what} back failed: ${(error as Error).message}`);
       }
-    } else {
-      failures.push('the change has no inverse delta');
-    }
+      return false;
+    };
+    const inverse = backend.renderDelta(model, lastModel, { from: stamps.stamp, to: stamps.from });
+    if (!inverse) failures.push('the change has no inverse delta');
+    else if (await attempt('the inverse delta', () => backend.loadDelta(inverse), () => backend.verifyDelta(inverse))) return 'by the inverse delta';
     this.progress('undoing the delta failed: loading the previous generation whole');
     const previous = backend.render(lastModel, { stamp: stamps.from });
-    let loadError: unknown;
-    try {
-      await backend.load(previous);
-    } catch (error) {
-      loadError = error;
-    }
-    try {
-      const problems = backend.verify(previous, await backend.read());
-      if (!problems.length) return 'by a full reload of the previous generation';
-      failures.push(`the reloaded ruleset ${loadError ? `failed (${(loadError as Error).message})` : `did not verify (${problems.slice(0, 3).join('; ')})`}`);
-    } catch (error) {
-      failures.push(`reading the reloaded ruleset back failed: ${(error as Error).message}`);
-    }
+    if (await attempt('the reloaded ruleset', () => backend.load(previous), async () => backend.verify(previous, await backend.read()))) return 'by a full reload of the previous generation';
     throw new RollbackError(
       `apply failed (${(cause as Error).message}) and restoring the previous ruleset failed too (${failures.join('; ')}).\n` +
         `natctl's table may be partly configured. ${backend.recoveryHint?.() ?? 'Inspect the ruleset'}; then run: natctl rollback (or natctl flush)`,

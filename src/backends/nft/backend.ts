@@ -393,7 +393,7 @@ export class NftBackend implements Backend {
       const result = await this.transport.run(batch, { check: false });
       if (result.exitCode !== 0) {
         for (const { map, probe } of probes) {
-          const one = await this.transport.run(`create element ${tableFamily} ${tableName} ${map} { ${probe} }\n`, { check: true });
+          const one = await this.transport.run(`create element ${where} ${map} { ${probe} }\n`, { check: true });
           if (one.exitCode !== 0) problems.push(`${map} still holds ${probe.split(' : ')[0]}: ${kernelMessage(one.stderr)}`);
         }
         if (!problems.length) problems.push(`probing the removed keys failed: ${kernelMessage(result.stderr)}`);
@@ -445,7 +445,7 @@ export class NftBackend implements Backend {
       }
     }
     // A scripted transport stands for a kernel netlink cannot see.
-    if (!lookups.length || this.transport.kind === 'fake') return lookups.length ? { present: plan.present, absent: plan.absent } : { present, absent };
+    if (!lookups.length || this.transport.kind === 'fake') return { present: plan.present, absent: plan.absent };
     let found: unknown[];
     try {
       found = await getElements(this.runner.netns, lookups);
