@@ -26,6 +26,8 @@ const rssProbe = pathToFileURL(join(here, 'rss-probe.js')).href;
 
 /** Past this, an operation is not repeated for more rounds. */
 export const slowMs = 10_000;
+/** Rounds of the raw loads, whatever --rounds says (docs/performance.md, "How it is measured"). */
+export const rawRounds = 5;
 
 /** One timed run: its wall time, and the CLI's peak RSS when measured. */
 type Sample = { kind: 'ok'; ms: number; rssKiB?: number } | { kind: 'timeout'; limitMs: number; rssKiB?: number } | { kind: 'error'; message: string };
@@ -163,8 +165,12 @@ export class ControlPlane {
     await writeFile(files.reference, referenceRuleset(n));
     const rawLoad = (args: string[]) => async (limitMs: number): Promise<Sample> => toSample(await runTimed('ip', ['netns', 'exec', this.run.netns, 'nft', ...args], { timeoutMs: limitMs, env: { LC_ALL: 'C' } }), limitMs);
     const flush = () => this.flushRuleset();
-    await this.series('nft', null, n, [{ op: 'raw-render', before: flush, run: rawLoad(['-f', files.render]) }]);
-    await this.series('nft', null, n, [{ op: 'raw-reference', before: flush, run: rawLoad(['-f', files.reference]) }]);
+    // The two raw loads alternate within one series (5 rounds at least): their ratio is a target, and on
+    // a shared machine two loads measured a minute apart differ by more than the two rulesets do.
+    await this.series('nft', null, n, [
+      { op: 'raw-render', before: flush, run: rawLoad(['-f', files.render]) },
+      { op: 'raw-reference', before: flush, run: rawLoad(['-f', files.reference]) },
+    ], Math.max(this.run.options.rounds, rawRounds));
     for (const transport of this.run.options.transports) {
       await this.cli(n, transport, files);
       await this.library(n, transport, files);
