@@ -14,7 +14,8 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader } from './netlink-read.js';
+import { type CompactTable, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, startCompactRead } from './netlink-read.js';
+import { compareCompactTable, countersOfCompact } from './status-compare.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -115,6 +116,8 @@ export class NftBackend implements Backend {
   private readonly tempDir: string | undefined;
   private readonly nft: string;
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
+  /** status's read in two threads, compared key by key (status-compare.ts); false: statusTable's way. */
+  private readonly compactRead: (() => Promise<CompactTable | null>) | false;
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
 
@@ -128,6 +131,7 @@ export class NftBackend implements Backend {
       ...(options.tempDir !== undefined ? { tempDir: options.tempDir } : {}),
     });
     this.statusTable = options.statusTable ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? rawTableReader(options.runner) : false);
+    this.compactRead = options.statusTable === undefined && options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? () => startCompactRead(options.runner) : false;
     this.readElements = options.readElements ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? (elementsReader(options.runner) ?? false) : false);
     this.readElementsFrom = options.readElementsFrom ?? 4096;
   }
@@ -239,15 +243,33 @@ export class NftBackend implements Backend {
    * text and no batch text is built, and the expected model is built only after the read.
    */
   async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+    let document: NftDocument | undefined;
+    const expectedDocument = (): NftDocument => (document ??= this.expectedDocument(expected()));
+    if (this.compactRead) {
+      // The dumps run in two threads while this one builds the render they are compared with
+      // (docs/performance.md, "status"); any failure reads the table another way below.
+      const pending = this.compactRead().catch(() => undefined);
+      expectedDocument();
+      const table = await pending;
+      if (table !== undefined) {
+        try {
+          const problems = compareCompactTable(expectedDocument(), table);
+          const { counters, blocked } = table ? countersOfCompact(table) : { counters: [], blocked: [] };
+          return { active: table !== null, counters, blocked, problems };
+        } catch {
+          // A dump that overlapped a resize (a key twice): read again the other ways.
+        }
+      }
+    }
     const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
     if (table !== undefined) {
       // The counters first, before the model and its render exist (a lower peak than the other way round).
       const { counters, blocked } = table ? countersOfTable(table) : { counters: [], blocked: [] };
-      return { active: table !== null, counters, blocked, problems: compareStatusTable(this.expectedDocument(expected()), table) };
+      return { active: table !== null, counters, blocked, problems: compareStatusTable(expectedDocument(), table) };
     }
     const listing = (await this.listTable())?.listing ?? null;
     const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };
-    return { active: listing !== null, counters, blocked, problems: verifyListing(this.expectedDocument(expected()), listing) };
+    return { active: listing !== null, counters, blocked, problems: verifyListing(expectedDocument(), listing) };
   }
 
   private expectedDocument({ model, stamp }: StatusExpectation): NftDocument {

@@ -11,6 +11,7 @@ import { createRequire } from 'node:module';
 import { canEnterNetns, inNetns } from '../../host/netns.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { bigToIp, ipToBig } from '../../config/addr.js';
 import type { Runner } from '../exec.js';
 import { tableName } from './render.js';
@@ -127,6 +128,13 @@ export function simpleLayout(name: string): { key: Field[]; data?: Field[] } | u
   const fwd = /^fwd([46])_[a-z]+(_addr)?$/.exec(name);
   if (fwd) return { key: fwd[2] ? [fwd[1] === '4' ? 'ip4' : 'ip6', 'port'] : ['port'] };
   return undefined;
+}
+
+/** The values of a key of the simple mappings' map or set `name` held as `bytes` (latin1 text), for messages; undefined when they do not fit. */
+export function decodeKeyText(name: string, bytes: string): (string | number)[] | undefined {
+  const layout = simpleLayout(name);
+  const buffer = Buffer.from(bytes, 'latin1');
+  return layout ? decodeFields(buffer, 0, buffer.length, layout.key) : undefined;
 }
 
 const valueOf = (values: (string | number)[]): unknown => (values.length === 1 ? values[0] : { concat: values });
@@ -550,4 +558,167 @@ async function lookUp(socket: Socket, lookups: { set: string; key: Buffer }[]): 
     out.push(answer?.[0] ? decodeElementMessage(answer[0].data, set)[0] : undefined);
   }
   return out;
+}
+
+/**
+ * The elements of one simple mappings' map or set as status compares them (status-compare.ts):
+ * the key and data exactly as the kernel holds them (latin1 text of their bytes: one string per
+ * element, no objects), the comment, the counter (-1: none) and the positions of elements that
+ * carry anything else (flags, timeouts, other expressions), which are never what natctl loaded.
+ */
+export interface CompactSet {
+  name: string;
+  keys: string[];
+  /** Data of a map's elements ('' in a set). */
+  data: string[];
+  comments: (string | null)[];
+  packets: number[];
+  bytes: number[];
+  odd: number[];
+}
+
+/** What status reads of the table itself, besides the elements. */
+export type TableMeta = Omit<RawTable, 'elements'>;
+
+export interface CompactRead {
+  /** The ruleset generation id before and after the dumps (equal: one snapshot). */
+  generations: [number, number];
+  /** The table's chains, sets, maps and rules (the `meta` part only); null: no table. */
+  meta?: TableMeta | null;
+  sets: CompactSet[];
+}
+
+/** Appends the elements of one NFT_MSG_NEWSETELEM dump message to `into`, read in place. */
+export function decodeCompactMessage(data: Buffer, into: CompactSet): void {
+  eachAttribute(data, 4, data.length, (type, from, to) => {
+    if (type !== 3) return;
+    eachAttribute(data, from, to, (t, f, e) => {
+      if (t !== 1) return;
+      let key: string | undefined;
+      let value = '';
+      let comment: string | null = null;
+      let counter: { packets: number; bytes: number } | undefined;
+      let odd = false;
+      eachAttribute(data, f, e, (a, s, z) => {
+        if (a === 1 || a === 2) {
+          const inner = findAttribute(data, s, z, 1);
+          const bytes = inner ? data.toString('latin1', inner[0], inner[1]) : '';
+          if (a === 1) key = bytes;
+          else value = bytes;
+        } else if (a === 6) comment = udataComment(data.subarray(s, z)) ?? null;
+        else if (a === 7 && !counter) {
+          counter = counterAt(data, s, z);
+          if (!counter) odd = true;
+        } else if (a === 11) {
+          eachAttribute(data, s, z, (_x, g, h) => {
+            const found = counterAt(data, g, h);
+            if (found && !counter) counter = found;
+            else odd = true;
+          });
+        } else odd = true;
+      });
+      if (key === undefined) throw new Error(`${into.name}: an element without a key`);
+      if (odd) into.odd.push(into.keys.length);
+      into.keys.push(key);
+      into.data.push(value);
+      into.comments.push(comment);
+      const held = counter as { packets: number; bytes: number } | undefined;
+      into.packets.push(held ? held.packets : -1);
+      into.bytes.push(held ? held.bytes : -1);
+    });
+  });
+}
+
+/**
+ * One part of status's read over netlink, run in a thread (or a process) of its own so that
+ * the two big dumps overlap each other and the main thread's work (docs/performance.md,
+ * "status"): `dnat` reads the table's chains, sets, maps and rules and the dnat maps' elements,
+ * `fwd` the forward sets' elements.
+ */
+export async function readCompactPart(part: 'dnat' | 'fwd', netns?: string): Promise<CompactRead> {
+  const socket = openSocket(netns);
+  try {
+    const table = cString(tableName);
+    const before = await rulesetGeneration(socket);
+    const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
+    const setsAndMaps = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName && (flags(a) & 0x2) === 0);
+    const names = setsAndMaps.map((a) => text(first(a, 2)) ?? '');
+    let meta: TableMeta | null | undefined;
+    if (part === 'dnat') {
+      const chains = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName).map((a) => text(first(a, 3)) ?? '');
+      const isMap = (a: Map<number, Buffer[]>): boolean => (flags(a) & 0x8) !== 0;
+      meta = { chains, sets: setsAndMaps.filter((a) => !isMap(a)).map((a) => text(first(a, 2)) ?? ''), maps: setsAndMaps.filter(isMap).map((a) => text(first(a, 2)) ?? ''), rules: [] };
+      // An empty table and no table look alike in these dumps: the rule dump tells them apart.
+      if (!chains.length && !setsAndMaps.length && !(await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false))) meta = null;
+      if (meta) {
+        meta.rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName).map((a): RawRule => {
+          const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
+          const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
+          if (counter) rule.counter = counter;
+          const comment = udataComment(first(a, 7));
+          if (comment !== undefined) rule.comment = comment;
+          return rule;
+        });
+      }
+    }
+    const sets: CompactSet[] = [];
+    for (const name of names) {
+      if (!simpleLayout(name) || !name.startsWith(part)) continue;
+      const into: CompactSet = { name, keys: [], data: [], comments: [], packets: [], bytes: [], odd: [] };
+      const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
+      for (let i = 0; i < messages.length; i++) {
+        decodeCompactMessage(messages[i]!.data, into);
+        messages[i] = undefined as unknown as Message; // this message's buffer may go now
+      }
+      sets.push(into);
+    }
+    const after = await rulesetGeneration(socket);
+    return { generations: [before, after], ...(meta !== undefined ? { meta } : {}), sets };
+  } finally {
+    socket.close();
+  }
+}
+
+const statusWorkerScript = import.meta.url.endsWith('.ts') ? join(here, '../../../dist/backends/nft/status-read-worker.js') : join(here, 'status-read-worker.js');
+
+/** One part in a thread of this process (the addon enters the namespace there), or in a process started in the namespace. */
+function readPartApart(part: 'dnat' | 'fwd', runner: Runner): Promise<CompactRead> {
+  if (runner.netns === undefined || canEnterNetns()) {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(statusWorkerScript, { workerData: { part, netns: runner.netns } });
+      worker.once('message', (message: { read?: CompactRead; error?: string }) => {
+        if (message.read) resolve(message.read);
+        else reject(new Error(message.error ?? 'the netlink reader failed'));
+        void worker.terminate();
+      });
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the netlink reader exited (${code})`)));
+    });
+  }
+  return runner.run(process.execPath, [statusWorkerScript, part]).then((result) => {
+    if (result.exitCode !== 0) throw new Error(result.stderr.trim() || 'the netlink reader failed');
+    return JSON.parse(result.stdout) as CompactRead;
+  });
+}
+
+/** What status reads over netlink, compactly: the table (null: none) and the simple mappings' elements. */
+export interface CompactTable extends TableMeta {
+  elements: Map<string, CompactSet>;
+}
+
+/**
+ * Starts status's read over netlink in two threads (or processes) at once and returns at once:
+ * the caller builds what it compares with meanwhile. Rejects when netlink cannot be read here,
+ * or when the ruleset changed between the dumps (the caller then reads another way).
+ */
+export function startCompactRead(runner: Runner): Promise<CompactTable | null> {
+  const parts = (['dnat', 'fwd'] as const).map((part) => readPartApart(part, runner));
+  return Promise.all(parts).then(([dnat, fwd]) => {
+    const generations = [...dnat!.generations, ...fwd!.generations];
+    if (generations.some((g) => g !== generations[0])) throw new Error('the ruleset changed while status read it');
+    if (!dnat!.meta) return null;
+    const elements = new Map<string, CompactSet>();
+    for (const set of [...dnat!.sets, ...fwd!.sets]) elements.set(set.name, set);
+    return { ...dnat!.meta, elements };
+  });
 }
