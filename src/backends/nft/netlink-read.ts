@@ -261,7 +261,7 @@ const request = (...attrs: Buffer[]): Buffer => Buffer.concat([Buffer.from([NFPR
  */
 function openSocket(netns?: string): Socket {
   const require = createRequire(import.meta.url);
-  const { createNetlink } = require('netlink') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
+  const { createNetlink } = require('netlink/dist/netlink.js') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
   // Inside a namespace: created there by the addon's withNetns (src/host/netns.ts), no process.
   return inNetns(netns, () => createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 }));
 }
