@@ -14,8 +14,9 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type CompactTable, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, startCompactRead } from './netlink-read.js';
+import { type CompactTable, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, readCompactPart, readShapeDigest, startCompactRead } from './netlink-read.js';
 import { compareCompactTable, countersOfCompact } from './status-compare.js';
+import { ShapeBaseline, shapeFingerprint } from './shape-baseline.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -45,6 +46,8 @@ export interface NftBackendOptions {
   readElements?: ElementsReader | false;
   /** From how many simple mappings' elements read() takes them over netlink (default 4,096). */
   readElementsFrom?: number;
+  /** Where status keeps what it learned of the table's shape (shape-baseline.ts); default: in memory only. */
+  baselineFile?: string;
 }
 
 function kernelMessage(stderr: string): string {
@@ -118,6 +121,9 @@ export class NftBackend implements Backend {
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
   /** status's read in two threads, compared key by key (status-compare.ts); false: statusTable's way. */
   private readonly compactRead: (() => Promise<CompactTable | null>) | false;
+  private readonly baseline: ShapeBaseline;
+  /** The shape digest read with a big table's listing (readSplit), for verify to teach status. */
+  private readonly shapes = new WeakMap<LiveState, string>();
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
 
@@ -134,6 +140,7 @@ export class NftBackend implements Backend {
     this.compactRead = options.statusTable === undefined && options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? () => startCompactRead(options.runner) : false;
     this.readElements = options.readElements ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? (elementsReader(options.runner) ?? false) : false);
     this.readElementsFrom = options.readElementsFrom ?? 4096;
+    this.baseline = new ShapeBaseline(options.baselineFile);
   }
 
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
@@ -207,6 +214,8 @@ export class NftBackend implements Backend {
     for (const list of Object.values(read.elements)) count += list.length;
     if (count < this.readElementsFrom) return undefined;
     const listed = await this.listTable(true);
+    // The table's shape digest in the same ruleset generation: a verify that agrees teaches status (checkShape).
+    const shape = await readCompactPart('shape', this.runner.netns).catch(() => undefined);
     if (!listed || (await reader.generation()) !== read.generation) return undefined;
     const { listing } = listed;
     for (const object of listing.nftables) {
@@ -226,6 +235,7 @@ export class NftBackend implements Backend {
     }
     let raw: string | undefined;
     const live = liveStateOf(listing, '');
+    if (shape?.meta?.digest && shape.generations.every((g) => g === read.generation)) this.shapes.set(live, shape.meta.digest);
     // The listing's text, as a full listing would have parsed, built only if asked for.
     Object.defineProperty(live, 'raw', { get: () => (raw ??= JSON.stringify(listing)), enumerable: true });
     this.listings.set(live, listing);
@@ -251,15 +261,18 @@ export class NftBackend implements Backend {
       const pending = this.compactRead().catch(() => undefined);
       expectedDocument();
       const table = await pending;
-      if (table !== undefined) {
-        try {
+      let compared: StatusReading | undefined;
+      try {
+        if (table !== undefined) {
           const problems = compareCompactTable(expectedDocument(), table);
           const { counters, blocked } = table ? countersOfCompact(table) : { counters: [], blocked: [] };
-          return { active: table !== null, counters, blocked, problems };
-        } catch {
-          // A dump that overlapped a resize (a key twice): read again the other ways.
+          compared = { active: table !== null, counters, blocked, problems };
         }
+      } catch {
+        // A dump that overlapped a resize (a key twice): read again the other ways.
       }
+      if (compared && table) return { ...compared, problems: await this.checkShape(expectedDocument(), table, compared.problems) };
+      if (compared) return compared;
     }
     const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
     if (table !== undefined) {
@@ -272,13 +285,34 @@ export class NftBackend implements Backend {
     return { active: listing !== null, counters, blocked, problems: verifyListing(expectedDocument(), listing) };
   }
 
+  /**
+   * The rules, chains and small maps, which the element comparison does not look into: the
+   * table's digest (netlink-read.ts, shapeDigest) is one seen while the kernel agreed with
+   * this render, else one listing through nft compares everything rule by rule (the problems
+   * then are that comparison's), and a digest read in the same ruleset generation as a listing
+   * that agreed is learned (shape-baseline.ts).
+   */
+  private async checkShape(document: NftDocument, table: CompactTable, problems: string[]): Promise<string[]> {
+    if (table.digest === undefined) return problems;
+    const fingerprint = shapeFingerprint(document);
+    if (await this.baseline.knows(fingerprint, table.digest)) return problems;
+    const listing = (await this.listTable())?.listing ?? null;
+    const full = verifyListing(document, listing);
+    // Learned only when the table had this digest before and after the listing that agreed.
+    if (!full.length && (await readShapeDigest(this.runner).catch(() => undefined)) === table.digest) await this.baseline.learn(fingerprint, table.digest);
+    return full;
+  }
+
   private expectedDocument({ model, stamp }: StatusExpectation): NftDocument {
     return renderNftDocument(model, stamp === undefined ? {} : { stamp: checkedStamp(stamp) });
   }
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
     const document = documents.get(ruleset) ?? documentOfText(ruleset.text);
-    return verifyListing(document, live ? this.listingOf(live) : null);
+    const problems = verifyListing(document, live ? this.listingOf(live) : null);
+    const digest = live ? this.shapes.get(live) : undefined;
+    if (!problems.length && digest !== undefined) this.baseline.learnNow(shapeFingerprint(document), digest);
+    return problems;
   }
 
   /**

@@ -6,6 +6,7 @@
 // MB here (docs/performance.md, "Reading the ruleset back"). Read-only: nothing is ever sent
 // but dump requests. A netlink socket belongs to the namespace of the process that opens it,
 // so with a namespace the same code runs in a worker started there (netlink-read-worker.ts).
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { canEnterNetns, inNetns } from '../../host/netns.js';
@@ -578,7 +579,10 @@ export interface CompactSet {
 }
 
 /** What status reads of the table itself, besides the elements. */
-export type TableMeta = Omit<RawTable, 'elements'>;
+export type TableMeta = Omit<RawTable, 'elements'> & {
+  /** shapeDigest: everything but the simple mappings' elements, counters and handles. */
+  digest?: string;
+};
 
 export interface CompactRead {
   /** The ruleset generation id before and after the dumps (equal: one snapshot). */
@@ -629,29 +633,35 @@ export function decodeCompactMessage(data: Buffer, into: CompactSet): void {
   });
 }
 
+/** dnat: the table and the dnat maps' elements; fwd: the forward sets' elements; shape: the table alone. */
+export type CompactPart = 'dnat' | 'fwd' | 'shape';
+
 /**
  * One part of status's read over netlink, run in a thread (or a process) of its own so that
  * the two big dumps overlap each other and the main thread's work (docs/performance.md,
  * "status"): `dnat` reads the table's chains, sets, maps and rules and the dnat maps' elements,
  * `fwd` the forward sets' elements.
  */
-export async function readCompactPart(part: 'dnat' | 'fwd', netns?: string): Promise<CompactRead> {
+export async function readCompactPart(part: CompactPart, netns?: string): Promise<CompactRead> {
   const socket = openSocket(netns);
   try {
     const table = cString(tableName);
     const before = await rulesetGeneration(socket);
     const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
-    const setsAndMaps = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName && (flags(a) & 0x2) === 0);
+    const setsAll = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+    const setsAndMaps = setsAll.filter((a) => (flags(a) & 0x2) === 0);
     const names = setsAndMaps.map((a) => text(first(a, 2)) ?? '');
     let meta: TableMeta | null | undefined;
-    if (part === 'dnat') {
-      const chains = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName).map((a) => text(first(a, 3)) ?? '');
+    if (part !== 'fwd') {
+      const chainDump = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+      const chains = chainDump.map((a) => text(first(a, 3)) ?? '');
       const isMap = (a: Map<number, Buffer[]>): boolean => (flags(a) & 0x8) !== 0;
       meta = { chains, sets: setsAndMaps.filter((a) => !isMap(a)).map((a) => text(first(a, 2)) ?? ''), maps: setsAndMaps.filter(isMap).map((a) => text(first(a, 2)) ?? ''), rules: [] };
       // An empty table and no table look alike in these dumps: the rule dump tells them apart.
       if (!chains.length && !setsAndMaps.length && !(await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false))) meta = null;
       if (meta) {
-        meta.rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName).map((a): RawRule => {
+        const rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+        meta.rules = rules.map((a): RawRule => {
           const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
           const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
           if (counter) rule.counter = counter;
@@ -659,11 +669,12 @@ export async function readCompactPart(part: 'dnat' | 'fwd', netns?: string): Pro
           if (comment !== undefined) rule.comment = comment;
           return rule;
         });
+        meta.digest = await shapeDigest(socket, table, chainDump, setsAll, rules);
       }
     }
     const sets: CompactSet[] = [];
     for (const name of names) {
-      if (!simpleLayout(name) || !name.startsWith(part)) continue;
+      if (part === 'shape' || !simpleLayout(name) || !name.startsWith(part)) continue;
       const into: CompactSet = { name, keys: [], data: [], comments: [], packets: [], bytes: [], odd: [] };
       const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
       for (let i = 0; i < messages.length; i++) {
@@ -682,7 +693,7 @@ export async function readCompactPart(part: 'dnat' | 'fwd', netns?: string): Pro
 const statusWorkerScript = import.meta.url.endsWith('.ts') ? join(here, '../../../dist/backends/nft/status-read-worker.js') : join(here, 'status-read-worker.js');
 
 /** One part in a thread of this process (the addon enters the namespace there), or in a process started in the namespace. */
-function readPartApart(part: 'dnat' | 'fwd', runner: Runner): Promise<CompactRead> {
+function readPartApart(part: CompactPart, runner: Runner): Promise<CompactRead> {
   if (runner.netns === undefined || canEnterNetns()) {
     return new Promise((resolve, reject) => {
       const worker = new Worker(statusWorkerScript, { workerData: { part, netns: runner.netns } });
@@ -704,6 +715,8 @@ function readPartApart(part: 'dnat' | 'fwd', runner: Runner): Promise<CompactRea
 /** What status reads over netlink, compactly: the table (null: none) and the simple mappings' elements. */
 export interface CompactTable extends TableMeta {
   elements: Map<string, CompactSet>;
+  /** The ruleset generation id all the dumps saw. */
+  generation: number;
 }
 
 /**
@@ -719,6 +732,108 @@ export function startCompactRead(runner: Runner): Promise<CompactTable | null> {
     if (!dnat!.meta) return null;
     const elements = new Map<string, CompactSet>();
     for (const set of [...dnat!.sets, ...fwd!.sets]) elements.set(set.name, set);
-    return { ...dnat!.meta, elements };
+    return { ...dnat!.meta, elements, generation: generations[0]! };
   });
+}
+
+/** Attributes as one text (type:hex), in order, without the types in `skip`. */
+function attributesText(value: Buffer | undefined, skip: readonly number[] = []): string {
+  if (!value) return '';
+  let out = '';
+  eachAttribute(value, 0, value.length, (type, from, to) => {
+    if (!skip.includes(type)) out += `${type}:${value.toString('hex', from, to)};`;
+  });
+  return out;
+}
+
+/**
+ * A rule's expressions as text: a counter's values left out, an anonymous set a lookup names
+ * replaced by its content (its name depends on the order the table was built in).
+ */
+function expressionsText(list: Buffer | undefined, anonymous: (name: string) => string): string {
+  if (!list) return '';
+  let out = '';
+  eachAttribute(list, 0, list.length, (_t, from, to) => {
+    const expression = list.subarray(from, to);
+    const attrs = attributes(expression);
+    const name = text(first(attrs, 1)) ?? '';
+    const data = first(attrs, 2);
+    if (name === 'counter') out += 'counter|';
+    else if (name === 'lookup' || name === 'dynset') {
+      // NFTA_LOOKUP_SET 1 / NFTA_DYNSET_SET_NAME 2; the set ids (NFTA_LOOKUP_SET_ID 4, NFTA_DYNSET_SET_ID 3) only exist in a batch.
+      const setAttr = name === 'lookup' ? 1 : 2;
+      let body = '';
+      if (data) {
+        eachAttribute(data, 0, data.length, (type, f, e) => {
+          if (type === setAttr) {
+            const set = text(data.subarray(f, e)) ?? '';
+            body += `${type}:${set.startsWith('__set') ? anonymous(set) : set};`;
+          } else body += `${type}:${data.toString('hex', f, e)};`;
+        });
+      }
+      out += `${name}(${body})|`;
+    } else out += `${name}(${attributesText(data)})|`;
+  });
+  return out;
+}
+
+/**
+ * A digest of natctl's table as status compares it with the last apply's (docs/operations.md,
+ * "status"): every chain's definition and rules in order (counters' values, handles and
+ * anonymous sets' names left out, their contents in), every set and map's definition, and the
+ * elements of every map and set except the simple mappings' ones, which status compares element
+ * by element. The same table built in another order (a delta) gives the same digest.
+ */
+async function shapeDigest(socket: Socket, table: Buffer, chains: Map<number, Buffer[]>[], sets: Map<number, Buffer[]>[], rules: Map<number, Buffer[]>[]): Promise<string> {
+  const elementsOf = async (name: string): Promise<string> => {
+    const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
+    const elements: string[] = [];
+    for (const message of messages) {
+      const list = first(attributes(message.data, 4), 3);
+      if (!list) continue;
+      eachAttribute(list, 0, list.length, (_t, from, to) => {
+        // An element's own counter (NFTA_SET_ELEM_EXPR 7, _EXPRESSIONS 11) is left out.
+        elements.push(attributesText(list.subarray(from, to), [7, 11]));
+      });
+    }
+    return elements.sort().join(',');
+  };
+  // A set's definition: NFTA_SET_HANDLE 5 (a number the kernel gives), NFTA_SET_ID 10, NFTA_SET_NAME 2 apart.
+  const definition = (a: Map<number, Buffer[]>): string => [...a].filter(([type]) => ![2, 5, 10].includes(type)).map(([type, values]) => `${type}:${values.map((v) => v.toString('hex')).join('+')}`).sort().join(';');
+  const anonymousContent = new Map<string, string>();
+  const anonymous = new Map<string, Map<number, Buffer[]>>();
+  const parts: string[] = [];
+  for (const set of sets) {
+    const name = text(first(set, 2)) ?? '';
+    // The generation marker is compared by name (its name changes with every apply).
+    if (/^g-[0-9a-f]+$/.test(name)) continue;
+    if (name.startsWith('__set')) anonymous.set(name, set);
+    else parts.push(`set ${name} ${definition(set)} {${simpleLayout(name) ? '' : await elementsOf(name)}}`);
+  }
+  const anonymousText = async (name: string): Promise<string> => {
+    const set = anonymous.get(name);
+    if (!set) return `?${name}`;
+    return `{${definition(set)} ${await elementsOf(name)}}`;
+  };
+  for (const name of anonymous.keys()) anonymousContent.set(name, await anonymousText(name));
+  const byChain = new Map<string, string[]>();
+  for (const rule of rules) {
+    const chain = text(first(rule, 2)) ?? '';
+    const line = `${expressionsText(first(rule, 4), (set) => anonymousContent.get(set) ?? `?${set}`)} ${first(rule, 7)?.toString('hex') ?? ''}`;
+    const list = byChain.get(chain);
+    if (list) list.push(line);
+    else byChain.set(chain, [line]);
+  }
+  for (const chain of chains) {
+    const name = text(first(chain, 3)) ?? '';
+    // NFTA_CHAIN_HOOK 4, _POLICY 5, _TYPE 7, _FLAGS 10, _USERDATA 12: not the handle, use count or counters.
+    const settings = [4, 5, 7, 10, 12].map((type) => `${type}:${first(chain, type)?.toString('hex') ?? ''}`).join(';');
+    parts.push(`chain ${name} ${settings}\n${(byChain.get(name) ?? []).join('\n')}`);
+  }
+  return createHash('sha256').update(parts.sort().join('\n')).digest('hex');
+}
+
+/** The digest of the table as it is now (shapeDigest); undefined when there is no table. */
+export async function readShapeDigest(runner: Runner): Promise<string | undefined> {
+  return (await readPartApart('shape', runner)).meta?.digest;
 }

@@ -23,9 +23,9 @@ function encode(fields: readonly string[], value: unknown): string | undefined {
     if (field === 'port' && typeof item === 'number' && Number.isInteger(item) && item >= 0 && item <= 0xffff) bytes = String.fromCharCode(item >> 8, item & 0xff);
     else if (field === 'proto' && typeof item === 'string' && protocolNumbers[item] !== undefined) bytes = String.fromCharCode(protocolNumbers[item]!);
     else if (field === 'ip4' && typeof item === 'string') {
-      const parts = item.split('.');
-      if (parts.length !== 4 || parts.some((p) => !/^\d{1,3}$/.test(p) || Number(p) > 255)) return undefined;
-      bytes = String.fromCharCode(...parts.map(Number));
+      const ip = ip4Bytes(item);
+      if (ip === undefined) return undefined;
+      bytes = ip;
     } else if (field === 'ip6' && typeof item === 'string' && item.includes(':')) {
       // The kernel's own bytes of it, through the decoder's inverse (rare: IPv6 mappings).
       const hex = ipv6Hex(item);
@@ -35,6 +35,26 @@ function encode(fields: readonly string[], value: unknown): string | undefined {
     out += fields.length > 1 ? bytes.padEnd((bytes.length + 3) & ~3, '\0') : bytes;
   }
   return out;
+}
+
+/** The 4 bytes of a dotted IPv4 address (latin1 text), without allocating its parts; undefined when it is not one. */
+function ip4Bytes(text: string): string | undefined {
+  let out = '';
+  let value = 0;
+  let digits = 0;
+  for (let i = 0; i <= text.length; i++) {
+    const code = i < text.length ? text.charCodeAt(i) : 46;
+    if (code === 46) {
+      if (digits === 0 || value > 255) return undefined;
+      out += String.fromCharCode(value);
+      value = 0;
+      digits = 0;
+    } else if (code >= 48 && code <= 57 && digits < 3) {
+      value = value * 10 + code - 48;
+      digits++;
+    } else return undefined;
+  }
+  return out.length === 4 ? out : undefined;
 }
 
 function ipv6Hex(text: string): string | undefined {
@@ -48,56 +68,63 @@ function ipv6Hex(text: string): string | undefined {
   return all.map((g) => g.padStart(4, '0')).join('').toLowerCase();
 }
 
-/** One expected element of a simple mappings' set, as the kernel holds it. */
+/** The expected elements of one simple mappings' set, as the kernel holds them, each found by its key bytes. */
 interface Expected {
-  item: unknown;
-  data: string;
-  comment: string | null;
-  counter: boolean;
+  items: unknown[];
+  index: Map<string, number>;
+  data: string[];
+  comments: (string | null)[];
+  counters: boolean[];
 }
 
 /**
- * The expected elements of one simple mappings' set by their key bytes; undefined when one
- * does not fit the layout (the caller compares that set the slow way).
+ * The expected elements of one simple mappings' set; undefined when one does not fit the
+ * layout (never for what natctl renders).
  */
-function expectedElements(name: string, items: unknown[]): Map<string, Expected> | undefined {
+function expectedElements(name: string, items: unknown[]): Expected | undefined {
   const layout = simpleLayout(name);
   if (!layout) return undefined;
-  const out = new Map<string, Expected>();
-  for (const item of items) {
+  const out: Expected = { items, index: new Map(), data: [], comments: [], counters: [] };
+  for (let i = 0; i < items.length; i++) {
+    const item = items[i];
     const [keyPart, dataPart] = Array.isArray(item) ? [item[0], item[1]] : [item, undefined];
     const elem = (keyPart as { elem?: { val?: unknown; comment?: unknown; counter?: unknown } } | null)?.elem;
-    const value = elem ? elem.val : keyPart;
-    const key = encode(layout.key, value);
+    const key = encode(layout.key, elem ? elem.val : keyPart);
     const data = layout.data ? encode(layout.data, dataPart) : '';
-    if (key === undefined || data === undefined || out.has(key)) return undefined;
-    out.set(key, { item, data, comment: typeof elem?.comment === 'string' ? elem.comment : null, counter: elem?.counter !== undefined && elem.counter !== null });
+    if (key === undefined || data === undefined || out.index.has(key)) return undefined;
+    out.index.set(key, i);
+    out.data.push(data);
+    out.comments.push(typeof elem?.comment === 'string' ? elem.comment : null);
+    out.counters.push(elem?.counter !== undefined && elem.counter !== null);
   }
   return out;
 }
 
-/** Problems of one simple mappings' set: `kind name` as verify words them. Throws when a key came twice (a dump that overlapped a resize). */
-function compareSet(label: string, expected: Map<string, Expected>, held: CompactSet): string[] {
+/** Problems of one simple mappings' set, worded as verify words them. Throws when a key came twice (a dump that overlapped a resize). */
+function compareSet(label: string, expected: Expected, held: CompactSet): string[] {
   const problems: string[] = [];
-  const missing: string[] = [];
+  const differ: number[] = [];
   const extra: string[] = [];
-  const seen = new Set<string>();
-  const odd = new Set(held.odd);
+  const extraSeen = new Set<string>();
+  const seen = new Uint8Array(expected.items.length);
+  const odd = held.odd.length ? new Set(held.odd) : undefined;
   const { keys, data, comments, packets } = held;
   for (let i = 0; i < keys.length; i++) {
     const key = keys[i]!;
-    if (seen.has(key)) throw new Error(`${held.name} changed shape while it was dumped (a key came twice)`);
-    seen.add(key);
-    const want = expected.get(key);
-    if (!want) {
+    const at = expected.index.get(key);
+    if (at === undefined) {
+      if (extraSeen.has(key)) throw new Error(`${held.name} changed shape while it was dumped (a key came twice)`);
+      extraSeen.add(key);
       extra.push(key);
       continue;
     }
-    if (want.data !== data[i] || want.comment !== comments[i] || want.counter !== packets[i]! >= 0 || odd.has(i)) missing.push(key);
+    if (seen[at]) throw new Error(`${held.name} changed shape while it was dumped (a key came twice)`);
+    seen[at] = 1;
+    if (expected.data[at] !== data[i] || expected.comments[at] !== comments[i] || expected.counters[at] !== packets[i]! >= 0 || odd?.has(i)) differ.push(at);
   }
-  for (const key of expected.keys()) if (!seen.has(key)) missing.push(key);
-  if (keys.length !== expected.size) problems.push(`${label} has ${keys.length} elements, expected ${expected.size}`);
-  for (const key of missing) problems.push(`${label} element missing or different: ${display(expected.get(key)!.item)}`);
+  for (let at = 0; at < seen.length; at++) if (!seen[at]) differ.push(at);
+  if (keys.length !== expected.items.length) problems.push(`${label} has ${keys.length} elements, expected ${expected.items.length}`);
+  for (const at of differ.sort((a, b) => a - b)) problems.push(`${label} element missing or different: ${display(expected.items[at])}`);
   for (const key of extra) {
     const values = decodeKeyText(held.name, key);
     problems.push(`${label} holds an element not declared: ${values ? values.join(' . ') : Buffer.from(key, 'latin1').toString('hex')}`);

@@ -3,9 +3,9 @@
 // status-read-worker.js PART`, when the addon cannot enter it), it prints it as JSON.
 import { writeSync } from 'node:fs';
 import { parentPort, workerData } from 'node:worker_threads';
-import { readCompactPart } from './netlink-read.js';
+import { type CompactPart, readCompactPart } from './netlink-read.js';
 
-const options = (parentPort ? workerData : { part: process.argv[2] }) as { part: 'dnat' | 'fwd'; netns?: string };
+const options = (parentPort ? workerData : { part: process.argv[2] }) as { part: CompactPart; netns?: string };
 readCompactPart(options.part, options.netns).then(
   (read) => {
     if (parentPort) return parentPort.postMessage({ read });
