@@ -697,10 +697,11 @@ function readPartApart(part: CompactPart, runner: Runner): Promise<CompactRead> 
   if (runner.netns === undefined || canEnterNetns()) {
     return new Promise((resolve, reject) => {
       const worker = new Worker(statusWorkerScript, { workerData: { part, netns: runner.netns } });
+      // Not terminated: it ends once its socket is closed (terminating a thread whose netlink
+      // addon is still tearing down aborts the process).
       worker.once('message', (message: { read?: CompactRead; error?: string }) => {
         if (message.read) resolve(message.read);
         else reject(new Error(message.error ?? 'the netlink reader failed'));
-        void worker.terminate();
       });
       worker.once('error', reject);
       worker.once('exit', (code) => reject(new Error(`the netlink reader exited (${code})`)));
