@@ -799,8 +799,9 @@ async function shapeDigest(socket: Socket, table: Buffer, chains: Map<number, Bu
     }
     return elements.sort().join(',');
   };
-  // A set's definition: NFTA_SET_HANDLE 5 (a number the kernel gives), NFTA_SET_ID 10, NFTA_SET_NAME 2 apart.
-  const definition = (a: Map<number, Buffer[]>): string => [...a].filter(([type]) => ![2, 5, 10].includes(type)).map(([type, values]) => `${type}:${values.map((v) => v.toString('hex')).join('+')}`).sort().join(';');
+  // A set's definition without what the kernel gives it or counts (kernel 6.1): NFTA_SET_NAME 2,
+  // _ID 10, _PAD 14, _HANDLE 16, _TYPE 19 (its backend, which follows its size), _COUNT 20.
+  const definition = (a: Map<number, Buffer[]>): string => [...a].filter(([type]) => ![2, 10, 14, 16, 19, 20].includes(type)).map(([type, values]) => `${type}:${values.map((v) => v.toString('hex')).join('+')}`).sort().join(';');
   const anonymousContent = new Map<string, string>();
   const anonymous = new Map<string, Map<number, Buffer[]>>();
   const parts: string[] = [];
