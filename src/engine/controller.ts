@@ -513,7 +513,7 @@ export class Controller {
         // backend reads its cheapest way; the whole listing only without that capability.
         this.cheapApplies = 0;
         this.progress('periodic check: comparing the live ruleset with the last generation as status does');
-        held = await this.statusDrift(last).then((read) => read.active && !read.drift.drifted, () => false);
+        held = await this.statusDrift(last, { counters: false }).then((read) => read.active && !read.drift.drifted, () => false);
       }
       knownDrift = !held;
       if (held && previous.hash === hash) {
@@ -771,7 +771,7 @@ export class Controller {
    * cheapest reading (readStatus) when the generation kept no listing, else the whole live state
    * compared line by line (small rulesets) or verified against the render.
    */
-  private async statusDrift(last: LastApplied): Promise<{ active: boolean; counters: MappingCounters[]; blocked: LiveState['blocked']; drift: Drift }> {
+  private async statusDrift(last: LastApplied, options: { counters?: boolean } = {}): Promise<{ active: boolean; counters: MappingCounters[]; blocked: LiveState['blocked']; drift: Drift }> {
     const { generation } = last;
     const readStatus = this.backend.readStatus?.bind(this.backend);
     if (readStatus && generation?.kind === 'apply' && generation.live === undefined) {
@@ -780,7 +780,7 @@ export class Controller {
         const model = last.model();
         if (!model) unreadable = true;
         return { model: model ?? emptyModel(), ...(generation.stamp !== undefined ? { stamp: generation.stamp } : {}) };
-      });
+      }, options);
       const drift = unreadable
         ? { drifted: read.active, missing: [], extra: read.active ? ['natctl holds a ruleset, but the last generation cannot be read'] : [] }
         : { drifted: read.problems.length > 0, missing: read.problems, extra: [] };

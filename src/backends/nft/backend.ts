@@ -7,7 +7,7 @@ import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
 import type { MappingChanges } from '../../model/diff.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading } from '../backend.js';
+import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading, StatusReadOptions } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
@@ -252,7 +252,7 @@ export class NftBackend implements Backend {
    * more, not less (docs/performance.md, "Reading the ruleset back"). Either way no normalized
    * text and no batch text is built, and the expected model is built only after the read.
    */
-  async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+  async readStatus(expected: () => StatusExpectation, options: StatusReadOptions = {}): Promise<StatusReading> {
     let document: NftDocument | undefined;
     const expectedDocument = (): NftDocument => (document ??= this.expectedDocument(expected()));
     if (this.compactRead) {
@@ -268,7 +268,7 @@ export class NftBackend implements Backend {
         let compared: StatusReading | undefined;
         try {
           const problems = compareCompactTable(expectedDocument(), table);
-          const { counters, blocked } = table ? countersOfCompact(table) : { counters: [], blocked: [] };
+          const { counters, blocked } = table && options.counters !== false ? countersOfCompact(table) : { counters: [], blocked: [] };
           compared = { active: table !== null, counters, blocked, problems };
         } catch {
           if (!wait) break;
