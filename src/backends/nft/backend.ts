@@ -75,6 +75,8 @@ const failure = (command: string, exitCode: number | undefined, stderr: string):
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
 const stampPattern = /^[0-9a-f]{1,32}$/;
+/** From this size of a listing's text on, read() also reads the table's shape digest (checkShape): status would list such a table otherwise. */
+const bigListing = 256 * 1024;
 const where = `${tableFamily} ${tableName}`;
 
 /** The message of each error nft printed for a batch (`[FILE:LINE:COL: ]Error: MESSAGE`), in order. */
@@ -192,10 +194,17 @@ export class NftBackend implements Backend {
         if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
+    // A big listing teaches status the table's shape when verify agrees (checkShape): its digest
+    // is read right after, and kept if the ruleset generation did not move in between.
+    const before = this.readElements ? await this.readElements.generation().catch(() => undefined) : undefined;
     const listed = await this.listTable();
     if (!listed) return null;
     const live = liveStateOf(listed.listing, listed.text);
     this.listings.set(live, listed.listing);
+    if (before !== undefined && listed.text.length > bigListing) {
+      const shape = await readCompactPart('shape', this.runner.netns).catch(() => undefined);
+      if (shape?.meta?.digest && shape.generations.every((g) => g === before)) this.shapes.set(live, shape.meta.digest);
+    }
     return live;
   }
 
