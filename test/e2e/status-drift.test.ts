@@ -2,7 +2,8 @@
 // elements are read over netlink and compared key by key, the rest of the table through a digest
 // learned when a full comparison agreed. Each kind of tampering that keeps natctl's marker in
 // place — an element sent elsewhere, an element removed, an element added by hand, a rule
-// changed in a mapping's chain and in a fixed chain — is drift for `natctl status` (exit 6) and
+// changed in a mapping's chain and in a fixed chain — is drift for `natctl status` (exit 6; read
+// through the addon or, with NATCTL_NATIVE=0, by processes started in the namespace) and
 // for the engine's periodic check (the next cheap apply repairs it); then status is in sync again.
 import { existsSync } from 'node:fs';
 import { join } from 'node:path';
@@ -73,6 +74,10 @@ describe.runIf(enabled)('status and the periodic check find tampering inside nat
     expect(withoutNft.exitCode).toBe(0);
     expect(withoutNft.drift).toEqual({ drifted: false, missing: [], extra: [] });
     expect(withoutNft.mappings).toHaveLength(fillers + 4);
+    // Without the addon the readers are processes started in the namespace: the same answer.
+    const spawned = await status({ NATCTL_NATIVE: '0' });
+    expect(spawned.exitCode).toBe(0);
+    expect(spawned.mappings).toEqual(withoutNft.mappings);
     expect(await periodicCheck()).toEqual({ kind: 'noop', repairedDrift: false });
   }, 120_000);
 
@@ -116,10 +121,12 @@ describe.runIf(enabled)('status and the periodic check find tampering inside nat
   for (const { what, tamper, expect: message } of cases) {
     it(`${what}: drift for status and for the periodic check, which repairs it`, async () => {
       await tamper();
-      const drifted = await status();
-      expect(drifted.exitCode).toBe(6);
-      expect(drifted.drift.drifted).toBe(true);
-      expect(drifted.drift.missing.join('\n')).toMatch(message);
+      for (const env of [{}, { NATCTL_NATIVE: '0' }]) {
+        const drifted = await status(env);
+        expect(drifted.exitCode, JSON.stringify(env)).toBe(6);
+        expect(drifted.drift.drifted).toBe(true);
+        expect(drifted.drift.missing.join('\n'), JSON.stringify(env)).toMatch(message);
+      }
       expect(await periodicCheck()).toEqual({ kind: 'full', repairedDrift: true });
       const repaired = await status();
       expect(repaired.exitCode, repaired.drift.missing.join('\n')).toBe(0);
