@@ -52,6 +52,11 @@ export interface StatusExpectation {
   stamp?: string;
 }
 
+/** counters false: only the comparison is wanted (the engine's periodic check); the counters may come back empty. */
+export interface StatusReadOptions {
+  counters?: boolean;
+}
+
 /** What `status` shows of the kernel: the counters, and how it differs from the last generation. */
 export interface StatusReading {
   /** The kernel holds a natctl ruleset. */
@@ -88,11 +93,12 @@ export interface Backend {
   read(): Promise<LiveState | null>;
   /**
    * Capability: what `status` needs, read as cheaply as the backend can (docs/operations.md):
-   * the counters and the comparison with the last generation, which `expected` gives; it is
-   * called once the kernel was read, so a big listing's memory can go before the model is
-   * built. Absent: the engine reads the whole state (`read`) and verifies it.
+   * the counters and the comparison with the last generation, which `expected` gives (called
+   * once, when the backend is ready for it: while its own reads run elsewhere, or after a big
+   * listing's memory went). The engine's periodic check uses it too, without the counters.
+   * Absent: the engine reads the whole state (`read`) and verifies it.
    */
-  readStatus?(expected: () => StatusExpectation): Promise<StatusReading>;
+  readStatus?(expected: () => StatusExpectation, options?: StatusReadOptions): Promise<StatusReading>;
   /** Problems found comparing what the kernel holds with what `ruleset` declares; empty when they agree. */
   verify(ruleset: Ruleset, live: LiveState | null): string[];
   /**

@@ -72,7 +72,7 @@ export function createBackend(choice: BackendChoice, options: BackendOptions): B
       return new IptablesBackend({ runner: options.runner, ...scratch });
     case 'auto':
     case 'nft':
-      return new NftBackend({ runner: options.runner, ...scratch, ...(options.nftPath === undefined ? {} : { nftPath: options.nftPath }) });
+      return new NftBackend({ runner: options.runner, ...scratch, ...(options.stateDir === undefined ? {} : { baselineFile: join(options.stateDir, 'nft-shape.json') }), ...(options.nftPath === undefined ? {} : { nftPath: options.nftPath }) });
     default: {
       const unknown: never = choice;
       throw new EnvironmentError(`unknown backend ${JSON.stringify(unknown)} (choose one of: ${backendChoices.join(', ')})`);

@@ -503,11 +503,17 @@ export class Controller {
     if (previous && backend.holds) {
       this.progress('checking that the kernel holds the last generation');
       let held = await backend.holds(previous.stamp);
-      if (held && (options.verifyFull || this.fullCheckDue())) {
+      if (held && options.verifyFull) {
         this.cheapApplies = 0;
         this.progress('full check: comparing the whole live ruleset with the last generation');
         const live = await backend.read().catch(() => undefined);
         held = live !== undefined && !this.drift(last, live).drifted;
+      } else if (held && this.fullCheckDue()) {
+        // The periodic check: status's comparison (docs/operations.md, "status"), which a
+        // backend reads its cheapest way; the whole listing only without that capability.
+        this.cheapApplies = 0;
+        this.progress('periodic check: comparing the live ruleset with the last generation as status does');
+        held = await this.statusDrift(last, { counters: false }).then((read) => read.active && !read.drift.drifted, () => false);
       }
       knownDrift = !held;
       if (held && previous.hash === hash) {
@@ -761,6 +767,30 @@ export class Controller {
   }
 
   /**
+   * What status reads of the kernel and how it differs from the last generation: the backend's
+   * cheapest reading (readStatus) when the generation kept no listing, else the whole live state
+   * compared line by line (small rulesets) or verified against the render.
+   */
+  private async statusDrift(last: LastApplied, options: { counters?: boolean } = {}): Promise<{ active: boolean; counters: MappingCounters[]; blocked: LiveState['blocked']; drift: Drift }> {
+    const { generation } = last;
+    const readStatus = this.backend.readStatus?.bind(this.backend);
+    if (readStatus && generation?.kind === 'apply' && generation.live === undefined) {
+      let unreadable = false;
+      const read = await readStatus(() => {
+        const model = last.model();
+        if (!model) unreadable = true;
+        return { model: model ?? emptyModel(), ...(generation.stamp !== undefined ? { stamp: generation.stamp } : {}) };
+      }, options);
+      const drift = unreadable
+        ? { drifted: read.active, missing: [], extra: read.active ? ['natctl holds a ruleset, but the last generation cannot be read'] : [] }
+        : { drifted: read.problems.length > 0, missing: read.problems, extra: [] };
+      return { active: read.active, counters: read.counters, blocked: read.blocked, drift };
+    }
+    const live = await this.backend.read();
+    return { active: live !== null, counters: live?.counters ?? [], blocked: live?.blocked ?? [], drift: this.drift(last, live) };
+  }
+
+  /**
    * Counters and drift. When the last generation kept its listing (small rulesets, or none
    * applied) the whole live state is read and compared line by line; otherwise the backend
    * reads what status needs its cheapest way (readStatus) and compares it with the render of
@@ -770,25 +800,8 @@ export class Controller {
     this.needRoot('status');
     const last = await this.last();
     const { generation } = last;
-    const readStatus = this.backend.readStatus?.bind(this.backend);
-    let reading: { active: boolean; counters: MappingCounters[]; blocked: LiveState['blocked'] };
-    let drift: Drift;
-    if (readStatus && generation?.kind === 'apply' && generation.live === undefined) {
-      let unreadable = false;
-      const read = await readStatus(() => {
-        const model = last.model();
-        if (!model) unreadable = true;
-        return { model: model ?? emptyModel(), ...(generation.stamp !== undefined ? { stamp: generation.stamp } : {}) };
-      });
-      reading = read;
-      drift = unreadable
-        ? { drifted: read.active, missing: [], extra: read.active ? ['natctl holds a ruleset, but the last generation cannot be read'] : [] }
-        : { drifted: read.problems.length > 0, missing: read.problems, extra: [] };
-    } else {
-      const live = await this.backend.read();
-      reading = { active: live !== null, counters: live?.counters ?? [], blocked: live?.blocked ?? [] };
-      drift = this.drift(last, live);
-    }
+    const reading = await this.statusDrift(last);
+    const { drift } = reading;
     const model = last.model();
     const counters = new Map(reading.counters.map((c) => [c.name, c]));
     const mappings: MappingStatus[] = [];

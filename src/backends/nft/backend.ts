@@ -7,14 +7,16 @@ import { nftDoctor } from './doctor.js';
 import { EnvironmentError } from '../../errors.js';
 import type { MappingChanges } from '../../model/diff.js';
 import type { Model } from '../../model/model.js';
-import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading } from '../backend.js';
+import type { Backend, Delta, LiveState, Ruleset, StatusExpectation, StatusReading, StatusReadOptions } from '../backend.js';
 import type { Runner } from '../exec.js';
 import { BackendFailure, type FailureKind, isNotFound } from '../failure.js';
 import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader } from './netlink-read.js';
+import { type CompactTable, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, readCompactPart, readShapeDigest, startCompactRead } from './netlink-read.js';
+import { compareCompactTable, countersOfCompact } from './status-compare.js';
+import { ShapeBaseline, shapeFingerprint } from './shape-baseline.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -44,6 +46,8 @@ export interface NftBackendOptions {
   readElements?: ElementsReader | false;
   /** From how many simple mappings' elements read() takes them over netlink (default 4,096). */
   readElementsFrom?: number;
+  /** Where status keeps what it learned of the table's shape (shape-baseline.ts); default: in memory only. */
+  baselineFile?: string;
 }
 
 function kernelMessage(stderr: string): string {
@@ -71,6 +75,8 @@ const failure = (command: string, exitCode: number | undefined, stderr: string):
   new BackendFailure(classifyNftFailure(exitCode, stderr), command, exitCode, stderr);
 
 const stampPattern = /^[0-9a-f]{1,32}$/;
+/** From this size of a listing's text on, read() also reads the table's shape digest (checkShape): status would list such a table otherwise. */
+const bigListing = 256 * 1024;
 const where = `${tableFamily} ${tableName}`;
 
 /** The message of each error nft printed for a batch (`[FILE:LINE:COL: ]Error: MESSAGE`), in order. */
@@ -115,6 +121,11 @@ export class NftBackend implements Backend {
   private readonly tempDir: string | undefined;
   private readonly nft: string;
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
+  /** status's read in two threads, compared key by key (status-compare.ts); false: statusTable's way. */
+  private readonly compactRead: (() => Promise<CompactTable | null>) | false;
+  private readonly baseline: ShapeBaseline;
+  /** The shape digest read with a big table's listing (readSplit), for verify to teach status. */
+  private readonly shapes = new WeakMap<LiveState, string>();
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
 
@@ -128,8 +139,10 @@ export class NftBackend implements Backend {
       ...(options.tempDir !== undefined ? { tempDir: options.tempDir } : {}),
     });
     this.statusTable = options.statusTable ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? rawTableReader(options.runner) : false);
+    this.compactRead = options.statusTable === undefined && options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? () => startCompactRead(options.runner) : false;
     this.readElements = options.readElements ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? (elementsReader(options.runner) ?? false) : false);
     this.readElementsFrom = options.readElementsFrom ?? 4096;
+    this.baseline = new ShapeBaseline(options.baselineFile);
   }
 
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
@@ -181,10 +194,17 @@ export class NftBackend implements Backend {
         if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
+    // A big listing teaches status the table's shape when verify agrees (checkShape): its digest
+    // is read right after, and kept if the ruleset generation did not move in between.
+    const before = this.readElements ? await this.readElements.generation().catch(() => undefined) : undefined;
     const listed = await this.listTable();
     if (!listed) return null;
     const live = liveStateOf(listed.listing, listed.text);
     this.listings.set(live, listed.listing);
+    if (before !== undefined && listed.text.length > bigListing) {
+      const shape = await readCompactPart('shape', this.runner.netns).catch(() => undefined);
+      if (shape?.meta?.digest && shape.generations.every((g) => g === before)) this.shapes.set(live, shape.meta.digest);
+    }
     return live;
   }
 
@@ -203,6 +223,8 @@ export class NftBackend implements Backend {
     for (const list of Object.values(read.elements)) count += list.length;
     if (count < this.readElementsFrom) return undefined;
     const listed = await this.listTable(true);
+    // The table's shape digest in the same ruleset generation: a verify that agrees teaches status (checkShape).
+    const shape = await readCompactPart('shape', this.runner.netns).catch(() => undefined);
     if (!listed || (await reader.generation()) !== read.generation) return undefined;
     const { listing } = listed;
     for (const object of listing.nftables) {
@@ -222,6 +244,7 @@ export class NftBackend implements Backend {
     }
     let raw: string | undefined;
     const live = liveStateOf(listing, '');
+    if (shape?.meta?.digest && shape.generations.every((g) => g === read.generation)) this.shapes.set(live, shape.meta.digest);
     // The listing's text, as a full listing would have parsed, built only if asked for.
     Object.defineProperty(live, 'raw', { get: () => (raw ??= JSON.stringify(listing)), enumerable: true });
     this.listings.set(live, listing);
@@ -238,16 +261,60 @@ export class NftBackend implements Backend {
    * more, not less (docs/performance.md, "Reading the ruleset back"). Either way no normalized
    * text and no batch text is built, and the expected model is built only after the read.
    */
-  async readStatus(expected: () => StatusExpectation): Promise<StatusReading> {
+  async readStatus(expected: () => StatusExpectation, options: StatusReadOptions = {}): Promise<StatusReading> {
+    let document: NftDocument | undefined;
+    const expectedDocument = (): NftDocument => (document ??= this.expectedDocument(expected()));
+    if (this.compactRead) {
+      // The dumps run in two threads while this one builds the render they are compared with
+      // (docs/performance.md, "status"); any failure reads the table another way below.
+      let pending = this.compactRead().catch(() => undefined);
+      expectedDocument();
+      // A dump that overlapped a resize of a hash table (a key came twice, right after a big
+      // load) is read again once; then the other ways below.
+      for (const wait of [50, 0]) {
+        const table = await pending;
+        if (table === undefined) break;
+        let compared: StatusReading | undefined;
+        try {
+          const problems = compareCompactTable(expectedDocument(), table);
+          const { counters, blocked } = table && options.counters !== false ? countersOfCompact(table) : { counters: [], blocked: [] };
+          compared = { active: table !== null, counters, blocked, problems };
+        } catch {
+          if (!wait) break;
+          await new Promise((resolve) => setTimeout(resolve, wait));
+          pending = this.compactRead().catch(() => undefined);
+          continue;
+        }
+        return table ? { ...compared, problems: await this.checkShape(expectedDocument(), table, compared.problems) } : compared;
+      }
+    }
     const table = this.statusTable ? await this.statusTable().catch(() => undefined) : undefined;
     if (table !== undefined) {
       // The counters first, before the model and its render exist (a lower peak than the other way round).
       const { counters, blocked } = table ? countersOfTable(table) : { counters: [], blocked: [] };
-      return { active: table !== null, counters, blocked, problems: compareStatusTable(this.expectedDocument(expected()), table) };
+      return { active: table !== null, counters, blocked, problems: compareStatusTable(expectedDocument(), table) };
     }
     const listing = (await this.listTable())?.listing ?? null;
     const { counters, blocked } = listing ? countersOf(listing) : { counters: [], blocked: [] };
-    return { active: listing !== null, counters, blocked, problems: verifyListing(this.expectedDocument(expected()), listing) };
+    return { active: listing !== null, counters, blocked, problems: verifyListing(expectedDocument(), listing) };
+  }
+
+  /**
+   * The rules, chains and small maps, which the element comparison does not look into: the
+   * table's digest (netlink-read.ts, shapeDigest) is one seen while the kernel agreed with
+   * this render, else one listing through nft compares everything rule by rule (the problems
+   * then are that comparison's), and a digest read in the same ruleset generation as a listing
+   * that agreed is learned (shape-baseline.ts).
+   */
+  private async checkShape(document: NftDocument, table: CompactTable, problems: string[]): Promise<string[]> {
+    if (table.digest === undefined) return problems;
+    const fingerprint = shapeFingerprint(document);
+    if (await this.baseline.knows(fingerprint, table.digest)) return problems;
+    const listing = (await this.listTable())?.listing ?? null;
+    const full = verifyListing(document, listing);
+    // Learned only when the table had this digest before and after the listing that agreed.
+    if (!full.length && (await readShapeDigest(this.runner).catch(() => undefined)) === table.digest) await this.baseline.learn(fingerprint, table.digest);
+    return full;
   }
 
   private expectedDocument({ model, stamp }: StatusExpectation): NftDocument {
@@ -256,7 +323,10 @@ export class NftBackend implements Backend {
 
   verify(ruleset: Ruleset, live: LiveState | null): string[] {
     const document = documents.get(ruleset) ?? documentOfText(ruleset.text);
-    return verifyListing(document, live ? this.listingOf(live) : null);
+    const problems = verifyListing(document, live ? this.listingOf(live) : null);
+    const digest = live ? this.shapes.get(live) : undefined;
+    if (!problems.length && digest !== undefined) this.baseline.learnNow(shapeFingerprint(document), digest);
+    return problems;
   }
 
   /**

@@ -104,7 +104,7 @@ class ElementCounters {
 }
 
 /** The counters of `rules`' chains (m-NAME, f-NAME, b-NAME: complex mappings and block rules) into `entry` and `blocked`. */
-function ruleCounters(chain: string, count: { packets: number; bytes: number }, comment: string | undefined, entry: (name: string) => MappingCounters, blocked: LiveState['blocked']): void {
+export function ruleCounters(chain: string, count: { packets: number; bytes: number }, comment: string | undefined, entry: (name: string) => MappingCounters, blocked: LiveState['blocked']): void {
   if (chain.startsWith('m-')) {
     const mapping = entry(chain.slice(2));
     mapping.connections = count.packets;
@@ -119,7 +119,7 @@ function ruleCounters(chain: string, count: { packets: number; bytes: number }, 
 }
 
 /** A fresh counters table: the entry of a name, created on first use. */
-function countersTable(): { counters: Map<string, MappingCounters>; entry: (name: string) => MappingCounters } {
+export function countersTable(): { counters: Map<string, MappingCounters>; entry: (name: string) => MappingCounters } {
   const counters = new Map<string, MappingCounters>();
   const entry = (name: string): MappingCounters => {
     let found = counters.get(name);
@@ -176,7 +176,7 @@ export function liveStateOf(listing: NftListing, raw: string): LiveState {
 }
 
 /** Any object of a listing (chain, rule, map, set, counter, quota, flowtable, ...), keyed by its kind. */
-type AnyObject = Record<string, Record<string, unknown>>;
+export type AnyObject = Record<string, Record<string, unknown>>;
 const kindOf = (object: object): string => Object.keys(object)[0] ?? '';
 const byText = (a: string, b: string): number => (a < b ? -1 : a > b ? 1 : 0);
 
@@ -279,7 +279,7 @@ function intervalsText(items: unknown[]): string | undefined {
 
 const short = (value: string): string => (value.length > 300 ? `${value.slice(0, 300)}...` : value);
 /** An object as a person reads it in a problem message (as written, without handle). */
-const display = (value: unknown): string => short(JSON.stringify(value, (key, child: unknown) => (key === 'handle' ? undefined : child)));
+export const display = (value: unknown): string => short(JSON.stringify(value, (key, child: unknown) => (key === 'handle' ? undefined : child)));
 
 /**
  * A cheap exact text of a rule (handle dropped, counters zeroed). Equal cheap texts mean equal
@@ -377,14 +377,14 @@ function missingElements(wanted: unknown[], held: unknown[]): unknown[] {
 
 type Body = Record<string, unknown>;
 
-interface Contents {
+export interface Contents {
   /** Chains, maps, sets and every other named object, by "kind name". */
   objects: Map<string, Body>;
   /** Rules of each chain, in order. */
   rules: Map<string, Body[]>;
 }
 
-function contentsOf(objects: AnyObject[]): Contents {
+export function contentsOf(objects: AnyObject[]): Contents {
   const contents: Contents = { objects: new Map(), rules: new Map() };
   for (const object of objects) {
     const kind = kindOf(object);

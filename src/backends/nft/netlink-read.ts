@@ -6,11 +6,13 @@
 // MB here (docs/performance.md, "Reading the ruleset back"). Read-only: nothing is ever sent
 // but dump requests. A netlink socket belongs to the namespace of the process that opens it,
 // so with a namespace the same code runs in a worker started there (netlink-read-worker.ts).
+import { createHash } from 'node:crypto';
 import { statSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { canEnterNetns, inNetns } from '../../host/netns.js';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { Worker } from 'node:worker_threads';
 import { bigToIp, ipToBig } from '../../config/addr.js';
 import type { Runner } from '../exec.js';
 import { tableName } from './render.js';
@@ -127,6 +129,13 @@ export function simpleLayout(name: string): { key: Field[]; data?: Field[] } | u
   const fwd = /^fwd([46])_[a-z]+(_addr)?$/.exec(name);
   if (fwd) return { key: fwd[2] ? [fwd[1] === '4' ? 'ip4' : 'ip6', 'port'] : ['port'] };
   return undefined;
+}
+
+/** The values of a key of the simple mappings' map or set `name` held as `bytes` (latin1 text), for messages; undefined when they do not fit. */
+export function decodeKeyText(name: string, bytes: string): (string | number)[] | undefined {
+  const layout = simpleLayout(name);
+  const buffer = Buffer.from(bytes, 'latin1');
+  return layout ? decodeFields(buffer, 0, buffer.length, layout.key) : undefined;
 }
 
 const valueOf = (values: (string | number)[]): unknown => (values.length === 1 ? values[0] : { concat: values });
@@ -253,7 +262,7 @@ const request = (...attrs: Buffer[]): Buffer => Buffer.concat([Buffer.from([NFPR
  */
 function openSocket(netns?: string): Socket {
   const require = createRequire(import.meta.url);
-  const { createNetlink } = require('netlink') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
+  const { createNetlink } = require('netlink/dist/netlink.js') as { createNetlink: (protocol: number, options: Record<string, unknown>) => Socket };
   // Inside a namespace: created there by the addon's withNetns (src/host/netns.ts), no process.
   return inNetns(netns, () => createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 }));
 }
@@ -550,4 +559,283 @@ async function lookUp(socket: Socket, lookups: { set: string; key: Buffer }[]): 
     out.push(answer?.[0] ? decodeElementMessage(answer[0].data, set)[0] : undefined);
   }
   return out;
+}
+
+/**
+ * The elements of one simple mappings' map or set as status compares them (status-compare.ts):
+ * the key and data exactly as the kernel holds them (latin1 text of their bytes: one string per
+ * element, no objects), the comment, the counter (-1: none) and the positions of elements that
+ * carry anything else (flags, timeouts, other expressions), which are never what natctl loaded.
+ */
+export interface CompactSet {
+  name: string;
+  keys: string[];
+  /** Data of a map's elements ('' in a set). */
+  data: string[];
+  comments: (string | null)[];
+  packets: number[];
+  bytes: number[];
+  odd: number[];
+}
+
+/** What status reads of the table itself, besides the elements. */
+export type TableMeta = Omit<RawTable, 'elements'> & {
+  /** shapeDigest: everything but the simple mappings' elements, counters and handles. */
+  digest?: string;
+};
+
+export interface CompactRead {
+  /** The ruleset generation id before and after the dumps (equal: one snapshot). */
+  generations: [number, number];
+  /** The table's chains, sets, maps and rules (the `meta` part only); null: no table. */
+  meta?: TableMeta | null;
+  sets: CompactSet[];
+}
+
+/** Appends the elements of one NFT_MSG_NEWSETELEM dump message to `into`, read in place. */
+export function decodeCompactMessage(data: Buffer, into: CompactSet): void {
+  eachAttribute(data, 4, data.length, (type, from, to) => {
+    if (type !== 3) return;
+    eachAttribute(data, from, to, (t, f, e) => {
+      if (t !== 1) return;
+      let key: string | undefined;
+      let value = '';
+      let comment: string | null = null;
+      let counter: { packets: number; bytes: number } | undefined;
+      let odd = false;
+      eachAttribute(data, f, e, (a, s, z) => {
+        if (a === 1 || a === 2) {
+          const inner = findAttribute(data, s, z, 1);
+          const bytes = inner ? data.toString('latin1', inner[0], inner[1]) : '';
+          if (a === 1) key = bytes;
+          else value = bytes;
+        } else if (a === 6) comment = udataComment(data.subarray(s, z)) ?? null;
+        else if (a === 7 && !counter) {
+          counter = counterAt(data, s, z);
+          if (!counter) odd = true;
+        } else if (a === 11) {
+          eachAttribute(data, s, z, (_x, g, h) => {
+            const found = counterAt(data, g, h);
+            if (found && !counter) counter = found;
+            else odd = true;
+          });
+        } else odd = true;
+      });
+      if (key === undefined) throw new Error(`${into.name}: an element without a key`);
+      if (odd) into.odd.push(into.keys.length);
+      into.keys.push(key);
+      into.data.push(value);
+      into.comments.push(comment);
+      const held = counter as { packets: number; bytes: number } | undefined;
+      into.packets.push(held ? held.packets : -1);
+      into.bytes.push(held ? held.bytes : -1);
+    });
+  });
+}
+
+/** dnat: the table and the dnat maps' elements; fwd: the forward sets' elements; shape: the table alone. */
+export type CompactPart = 'dnat' | 'fwd' | 'shape';
+
+/**
+ * One part of status's read over netlink, run in a thread (or a process) of its own so that
+ * the two big dumps overlap each other and the main thread's work (docs/performance.md,
+ * "status"): `dnat` reads the table's chains, sets, maps and rules and the dnat maps' elements,
+ * `fwd` the forward sets' elements.
+ */
+export async function readCompactPart(part: CompactPart, netns?: string): Promise<CompactRead> {
+  const socket = openSocket(netns);
+  try {
+    const table = cString(tableName);
+    const before = await rulesetGeneration(socket);
+    const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
+    const setsAll = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+    const setsAndMaps = setsAll.filter((a) => (flags(a) & 0x2) === 0);
+    const names = setsAndMaps.map((a) => text(first(a, 2)) ?? '');
+    let meta: TableMeta | null | undefined;
+    if (part !== 'fwd') {
+      const chainDump = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+      const chains = chainDump.map((a) => text(first(a, 3)) ?? '');
+      const isMap = (a: Map<number, Buffer[]>): boolean => (flags(a) & 0x8) !== 0;
+      meta = { chains, sets: setsAndMaps.filter((a) => !isMap(a)).map((a) => text(first(a, 2)) ?? ''), maps: setsAndMaps.filter(isMap).map((a) => text(first(a, 2)) ?? ''), rules: [] };
+      // An empty table and no table look alike in these dumps: the rule dump tells them apart.
+      if (!chains.length && !setsAndMaps.length && !(await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false))) meta = null;
+      if (meta) {
+        const rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
+        meta.rules = rules.map((a): RawRule => {
+          const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
+          const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
+          if (counter) rule.counter = counter;
+          const comment = udataComment(first(a, 7));
+          if (comment !== undefined) rule.comment = comment;
+          return rule;
+        });
+        meta.digest = await shapeDigest(socket, table, chainDump, setsAll, rules);
+      }
+    }
+    const sets: CompactSet[] = [];
+    for (const name of names) {
+      if (part === 'shape' || !simpleLayout(name) || !name.startsWith(part)) continue;
+      const into: CompactSet = { name, keys: [], data: [], comments: [], packets: [], bytes: [], odd: [] };
+      const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
+      for (let i = 0; i < messages.length; i++) {
+        decodeCompactMessage(messages[i]!.data, into);
+        messages[i] = undefined as unknown as Message; // this message's buffer may go now
+      }
+      sets.push(into);
+    }
+    const after = await rulesetGeneration(socket);
+    return { generations: [before, after], ...(meta !== undefined ? { meta } : {}), sets };
+  } finally {
+    socket.close();
+  }
+}
+
+const statusWorkerScript = import.meta.url.endsWith('.ts') ? join(here, '../../../dist/backends/nft/status-read-worker.js') : join(here, 'status-read-worker.js');
+
+/** One part in a thread of this process (the addon enters the namespace there), or in a process started in the namespace. */
+function readPartApart(part: CompactPart, runner: Runner): Promise<CompactRead> {
+  if (runner.netns === undefined || canEnterNetns()) {
+    return new Promise((resolve, reject) => {
+      const worker = new Worker(statusWorkerScript, { workerData: { part, netns: runner.netns } });
+      // Not terminated: it ends once its socket is closed (terminating a thread whose netlink
+      // addon is still tearing down aborts the process).
+      worker.once('message', (message: { read?: CompactRead; error?: string }) => {
+        if (message.read) resolve(message.read);
+        else reject(new Error(message.error ?? 'the netlink reader failed'));
+      });
+      worker.once('error', reject);
+      worker.once('exit', (code) => reject(new Error(`the netlink reader exited (${code})`)));
+    });
+  }
+  return runner.run(process.execPath, [statusWorkerScript, part]).then((result) => {
+    if (result.exitCode !== 0) throw new Error(result.stderr.trim() || 'the netlink reader failed');
+    return JSON.parse(result.stdout) as CompactRead;
+  });
+}
+
+/** What status reads over netlink, compactly: the table (null: none) and the simple mappings' elements. */
+export interface CompactTable extends TableMeta {
+  elements: Map<string, CompactSet>;
+  /** The ruleset generation id all the dumps saw. */
+  generation: number;
+}
+
+/**
+ * Starts status's read over netlink in two threads (or processes) at once and returns at once:
+ * the caller builds what it compares with meanwhile. Rejects when netlink cannot be read here,
+ * or when the ruleset changed between the dumps (the caller then reads another way).
+ */
+export function startCompactRead(runner: Runner): Promise<CompactTable | null> {
+  const parts = (['dnat', 'fwd'] as const).map((part) => readPartApart(part, runner));
+  return Promise.all(parts).then(([dnat, fwd]) => {
+    const generations = [...dnat!.generations, ...fwd!.generations];
+    if (generations.some((g) => g !== generations[0])) throw new Error('the ruleset changed while status read it');
+    if (!dnat!.meta) return null;
+    const elements = new Map<string, CompactSet>();
+    for (const set of [...dnat!.sets, ...fwd!.sets]) elements.set(set.name, set);
+    return { ...dnat!.meta, elements, generation: generations[0]! };
+  });
+}
+
+/** Attributes as one text (type:hex), in order, without the types in `skip`. */
+function attributesText(value: Buffer | undefined, skip: readonly number[] = []): string {
+  if (!value) return '';
+  let out = '';
+  eachAttribute(value, 0, value.length, (type, from, to) => {
+    if (!skip.includes(type)) out += `${type}:${value.toString('hex', from, to)};`;
+  });
+  return out;
+}
+
+/**
+ * A rule's expressions as text: a counter's values left out, an anonymous set a lookup names
+ * replaced by its content (its name depends on the order the table was built in).
+ */
+function expressionsText(list: Buffer | undefined, anonymous: (name: string) => string): string {
+  if (!list) return '';
+  let out = '';
+  eachAttribute(list, 0, list.length, (_t, from, to) => {
+    const expression = list.subarray(from, to);
+    const attrs = attributes(expression);
+    const name = text(first(attrs, 1)) ?? '';
+    const data = first(attrs, 2);
+    if (name === 'counter') out += 'counter|';
+    else if (name === 'lookup' || name === 'dynset') {
+      // NFTA_LOOKUP_SET 1 / NFTA_DYNSET_SET_NAME 2; the set ids (NFTA_LOOKUP_SET_ID 4, NFTA_DYNSET_SET_ID 3) only exist in a batch.
+      const setAttr = name === 'lookup' ? 1 : 2;
+      let body = '';
+      if (data) {
+        eachAttribute(data, 0, data.length, (type, f, e) => {
+          if (type === setAttr) {
+            const set = text(data.subarray(f, e)) ?? '';
+            body += `${type}:${set.startsWith('__set') ? anonymous(set) : set};`;
+          } else body += `${type}:${data.toString('hex', f, e)};`;
+        });
+      }
+      out += `${name}(${body})|`;
+    } else out += `${name}(${attributesText(data)})|`;
+  });
+  return out;
+}
+
+/**
+ * A digest of natctl's table as status compares it with the last apply's (docs/operations.md,
+ * "status"): every chain's definition and rules in order (counters' values, handles and
+ * anonymous sets' names left out, their contents in), every set and map's definition, and the
+ * elements of every map and set except the simple mappings' ones, which status compares element
+ * by element. The same table built in another order (a delta) gives the same digest.
+ */
+async function shapeDigest(socket: Socket, table: Buffer, chains: Map<number, Buffer[]>[], sets: Map<number, Buffer[]>[], rules: Map<number, Buffer[]>[]): Promise<string> {
+  const elementsOf = async (name: string): Promise<string> => {
+    const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSETELEM, request(attribute(1, table), attribute(2, cString(name))), { flags: NLM_F_DUMP });
+    const elements: string[] = [];
+    for (const message of messages) {
+      const list = first(attributes(message.data, 4), 3);
+      if (!list) continue;
+      eachAttribute(list, 0, list.length, (_t, from, to) => {
+        // An element's own counter (NFTA_SET_ELEM_EXPR 7, _EXPRESSIONS 11) is left out.
+        elements.push(attributesText(list.subarray(from, to), [7, 11]));
+      });
+    }
+    return elements.sort().join(',');
+  };
+  // A set's definition without what the kernel gives it or counts (kernel 6.1): NFTA_SET_NAME 2,
+  // _ID 10, _PAD 14, _HANDLE 16, _TYPE 19 (its backend, which follows its size), _COUNT 20.
+  const definition = (a: Map<number, Buffer[]>): string => [...a].filter(([type]) => ![2, 10, 14, 16, 19, 20].includes(type)).map(([type, values]) => `${type}:${values.map((v) => v.toString('hex')).join('+')}`).sort().join(';');
+  const anonymousContent = new Map<string, string>();
+  const anonymous = new Map<string, Map<number, Buffer[]>>();
+  const parts: string[] = [];
+  for (const set of sets) {
+    const name = text(first(set, 2)) ?? '';
+    // The generation marker is compared by name (its name changes with every apply).
+    if (/^g-[0-9a-f]+$/.test(name)) continue;
+    if (name.startsWith('__set')) anonymous.set(name, set);
+    else parts.push(`set ${name} ${definition(set)} {${simpleLayout(name) ? '' : await elementsOf(name)}}`);
+  }
+  const anonymousText = async (name: string): Promise<string> => {
+    const set = anonymous.get(name);
+    if (!set) return `?${name}`;
+    return `{${definition(set)} ${await elementsOf(name)}}`;
+  };
+  for (const name of anonymous.keys()) anonymousContent.set(name, await anonymousText(name));
+  const byChain = new Map<string, string[]>();
+  for (const rule of rules) {
+    const chain = text(first(rule, 2)) ?? '';
+    const line = `${expressionsText(first(rule, 4), (set) => anonymousContent.get(set) ?? `?${set}`)} ${first(rule, 7)?.toString('hex') ?? ''}`;
+    const list = byChain.get(chain);
+    if (list) list.push(line);
+    else byChain.set(chain, [line]);
+  }
+  for (const chain of chains) {
+    const name = text(first(chain, 3)) ?? '';
+    // NFTA_CHAIN_HOOK 4, _POLICY 5, _TYPE 7, _FLAGS 10, _USERDATA 12: not the handle, use count or counters.
+    const settings = [4, 5, 7, 10, 12].map((type) => `${type}:${first(chain, type)?.toString('hex') ?? ''}`).join(';');
+    parts.push(`chain ${name} ${settings}\n${(byChain.get(name) ?? []).join('\n')}`);
+  }
+  return createHash('sha256').update(parts.sort().join('\n')).digest('hex');
+}
+
+/** The digest of the table as it is now (shapeDigest); undefined when there is no table. */
+export async function readShapeDigest(runner: Runner): Promise<string | undefined> {
+  return (await readPartApart('shape', runner)).meta?.digest;
 }
