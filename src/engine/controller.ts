@@ -700,7 +700,7 @@ export class Controller {
       const entry: Omit<Generation, 'generation' | 'time'> = { backend: this.backend.name, hash, stamp, kind: 'apply', config };
       // The listing is kept only while small: status then shows drift line by line (docs/operations.md).
       // A normalized listing is never under a quarter of the listing's text: a big one is not normalized at all (docs/performance.md).
-      const listing = !after ? '' : after.raw.length <= 4 * maxKeptListing ? after.normalized : undefined;
+      const listing = !after ? '' : !(after.rawLongerThan?.(4 * maxKeptListing) ?? after.raw.length > 4 * maxKeptListing) ? after.normalized : undefined;
       if (listing !== undefined && listing.length <= maxKeptListing) entry.live = listing;
       generation = await this.record(entry, last, known);
     } catch (error) {

@@ -100,6 +100,16 @@ function documentOfText(text: string): NftDocument {
   throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
 }
 
+/** Elements of the maps and sets a document declares. */
+function elementCount(document: NftDocument): number {
+  let count = 0;
+  for (const command of document.nftables) {
+    const body = 'add' in command ? ((command.add as Record<string, { elem?: unknown }>).map ?? (command.add as Record<string, { elem?: unknown }>).set) : undefined;
+    if (Array.isArray(body?.elem)) count += body.elem.length;
+  }
+  return count;
+}
+
 /** The document behind each ruleset rendered in this process (the text is what nft loads; verify compares the document). */
 const documents = new WeakMap<Ruleset, NftDocument>();
 
@@ -117,6 +127,8 @@ export class NftBackend implements Backend {
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
+  /** Elements of the maps and sets of the last batch load() sent: its read-back is big when this is (readSplit). */
+  private loadedElements = 0;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
@@ -152,8 +164,10 @@ export class NftBackend implements Backend {
     return this.loadText(ruleset.text, true);
   }
 
-  load(ruleset: Ruleset): Promise<void> {
-    return this.loadText(ruleset.text, false);
+  async load(ruleset: Ruleset): Promise<void> {
+    const document = documents.get(ruleset);
+    this.loadedElements = document ? elementCount(document) : 0;
+    await this.loadText(ruleset.text, false);
   }
 
   /** natctl's table as nft lists it (`nft -j list table`, terse: `-t`), parsed; null when the kernel holds none. */
@@ -197,12 +211,23 @@ export class NftBackend implements Backend {
    * ruleset changed between the reads (the generation id before the dumps and after the listing).
    */
   private async readSplit(reader: ElementsReader): Promise<LiveState | undefined> {
-    const read = await reader.elements(this.readElementsFrom);
+    // Right after loading a big batch (the read-back of an apply) the terse listing (nft's
+    // thread or process: ~1.2 s at 50,000 mappings, fetching every element into nft's cache)
+    // runs while this thread decodes the element dumps; both between two reads of the
+    // generation id, so they saw the same ruleset. Otherwise one after the other: a small
+    // table is listed in full anyway (docs/performance.md, "Reading the ruleset back").
+    const parallel = this.loadedElements > 0 && this.loadedElements >= this.readElementsFrom;
+    const start = parallel ? await reader.generation() : undefined;
+    const terse = parallel ? this.listTable(true).then((listed) => ({ listed }), (error: unknown) => ({ error })) : undefined;
+    const read = await reader.elements(this.readElementsFrom).finally(() => terse);
+    const early = await terse;
+    if (early && 'error' in early) throw early.error;
     if (!read || read.othersWithElements.length) return undefined;
+    if (start !== undefined && read.generation !== start) return undefined;
     let count = 0;
     for (const list of Object.values(read.elements)) count += list.length;
     if (count < this.readElementsFrom) return undefined;
-    const listed = await this.listTable(true);
+    const listed = early ? early.listed : await this.listTable(true);
     if (!listed || (await reader.generation()) !== read.generation) return undefined;
     const { listing } = listed;
     for (const object of listing.nftables) {
@@ -224,6 +249,19 @@ export class NftBackend implements Backend {
     const live = liveStateOf(listing, '');
     // The listing's text, as a full listing would have parsed, built only if asked for.
     Object.defineProperty(live, 'raw', { get: () => (raw ??= JSON.stringify(listing)), enumerable: true });
+    // Its length, without building it: the elements' texts are summed until they pass `length`.
+    live.rawLongerThan = (length: number): boolean => {
+      if (raw !== undefined) return raw.length > length;
+      // Each element is part of the text, with a comma: a lower bound.
+      let sum = 0;
+      for (const list of Object.values(read.elements)) {
+        for (const element of list) {
+          sum += JSON.stringify(element).length + 1;
+          if (sum > length) return true;
+        }
+      }
+      return (raw ??= JSON.stringify(listing)).length > length;
+    };
     this.listings.set(live, listing);
     return live;
   }
