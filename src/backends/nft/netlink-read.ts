@@ -103,18 +103,33 @@ const fieldSize: Record<Field, number> = { ip4: 4, ip6: 16, proto: 1, port: 2 };
  */
 function decodeFields(buffer: Buffer, start: number, end: number, fields: Field[]): (string | number)[] | undefined {
   const padded = fields.length > 1;
-  const out: (string | number)[] = [];
+  // Exactly as long as the layout: an array grown by push keeps room for 16 values, ~4x the
+  // memory of two, for each of the 100,000 keys and data of 50,000 mappings.
+  const out = new Array<string | number>(fields.length);
   let at = start;
-  for (const field of fields) {
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
     const size = fieldSize[field];
     if (at + size > end) return undefined;
-    if (field === 'ip4') out.push(`${buffer[at]}.${buffer[at + 1]}.${buffer[at + 2]}.${buffer[at + 3]}`);
-    else if (field === 'ip6') out.push(bigToIp(BigInt(`0x${buffer.toString('hex', at, at + size)}`), 6));
-    else if (field === 'proto') out.push(protocols[buffer[at]!] ?? buffer[at]!);
-    else out.push(buffer.readUInt16BE(at));
+    if (field === 'ip4') out[i] = ip4Text(buffer.readUInt32BE(at));
+    else if (field === 'ip6') out[i] = bigToIp(BigInt(`0x${buffer.toString('hex', at, at + size)}`), 6);
+    else if (field === 'proto') out[i] = protocols[buffer[at]!] ?? buffer[at]!;
+    else out[i] = buffer.readUInt16BE(at);
     at += padded ? (size + 3) & ~3 : size;
   }
   return at === end ? out : undefined;
+}
+
+// One string per address, however many elements hold it (a read's worth; dropped when it grows big).
+const ip4Texts = new Map<number, string>();
+function ip4Text(value: number): string {
+  let text = ip4Texts.get(value);
+  if (text === undefined) {
+    if (ip4Texts.size >= 65536) ip4Texts.clear();
+    text = `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
+    ip4Texts.set(value, text);
+  }
+  return text;
 }
 
 /** Key and data layouts of the maps and sets holding simple mappings (docs/ruleset.md), by name. */
@@ -130,6 +145,13 @@ export function simpleLayout(name: string): { key: Field[]; data?: Field[] } | u
 }
 
 const valueOf = (values: (string | number)[]): unknown => (values.length === 1 ? values[0] : { concat: values });
+
+/** The bytes at [start, end) as latin1 text, last byte first. */
+function reversedLatin1(buffer: Buffer, start: number, end: number): string {
+  let text = '';
+  for (let i = end - 1; i >= start; i--) text += String.fromCharCode(buffer[i]!);
+  return text;
+}
 
 /** Calls `each(type, start, end)` for every attribute in [start, end) of `buffer`, in place. */
 function eachAttribute(buffer: Buffer, start: number, end: number, each: (type: number, from: number, to: number) => void): void {
@@ -192,8 +214,7 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
         key = decoded;
         // nft sorts a listing's elements by value: one field as a number, a concatenation as one
         // host-order (little-endian) number, so by its bytes read from the last (nft 1.0.6).
-        const bytes = buffer.toString('latin1', value![0], value![1]);
-        keys?.push(fields!.length > 1 ? [...bytes].reverse().join('') : bytes);
+        if (keys) keys.push(fields!.length > 1 ? reversedLatin1(buffer, value![0], value![1]) : buffer.toString('latin1', value![0], value![1]));
       } else data = decoded;
     } else if (type === 6) comment = udataComment(buffer.subarray(from, to));
     else if (type === 7) counter ??= strictCounter(counterAt(buffer, from, to), strict, setName);
