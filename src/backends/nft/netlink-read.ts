@@ -166,25 +166,42 @@ function eachAttribute(buffer: Buffer, start: number, end: number, each: (type: 
 
 /** [start, end) of the first attribute of `type` in [start, end), or undefined. */
 function findAttribute(buffer: Buffer, start: number, end: number, type: number): [number, number] | undefined {
-  let found: [number, number] | undefined;
-  eachAttribute(buffer, start, end, (t, from, to) => {
-    if (found === undefined && t === type) found = [from, to];
-  });
-  return found;
+  let at = start;
+  while (at + 4 <= end) {
+    const length = buffer.readUInt16LE(at);
+    if (length < 4 || at + length > end) return undefined;
+    if ((buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK) === type) return [at + 4, at + length];
+    at += (length + 3) & ~3;
+  }
+  return undefined;
 }
+
+/** A u64 in network order at `at`, as a number (exact below 2^53, as Number(BigInt) is; rounded above). */
+function u64At(buffer: Buffer, at: number): number {
+  const high = buffer.readUInt32BE(at);
+  return high < 0x200000 ? high * 0x100000000 + buffer.readUInt32BE(at + 4) : Number(buffer.readBigUInt64BE(at));
+}
+
+const counterName = Buffer.from('counter\0', 'latin1');
 
 /** A counter expression at [start, end) (NFTA_EXPR_NAME "counter"; NFTA_COUNTER_BYTES 1, _PACKETS 2), else undefined. */
 function counterAt(buffer: Buffer, start: number, end: number): { packets: number; bytes: number } | undefined {
   const name = findAttribute(buffer, start, end, 1);
-  if (!name || buffer.toString('latin1', name[0], name[1]) !== 'counter\0') return undefined;
+  if (!name || buffer.compare(counterName, 0, counterName.length, name[0], name[1]) !== 0) return undefined;
   const data = findAttribute(buffer, start, end, 2);
   const counter = { packets: 0, bytes: 0 };
   if (data) {
-    eachAttribute(buffer, data[0], data[1], (type, from, to) => {
-      if (to - from < 8) return;
-      if (type === 1) counter.bytes = Number(buffer.readBigUInt64BE(from));
-      else if (type === 2) counter.packets = Number(buffer.readBigUInt64BE(from));
-    });
+    let at = data[0];
+    while (at + 4 <= data[1]) {
+      const length = buffer.readUInt16LE(at);
+      if (length < 4 || at + length > data[1]) break;
+      const type = buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK;
+      if (length - 4 >= 8) {
+        if (type === 1) counter.bytes = u64At(buffer, at + 4);
+        else if (type === 2) counter.packets = u64At(buffer, at + 4);
+      }
+      at += (length + 3) & ~3;
+    }
   }
   return counter;
 }
@@ -203,7 +220,15 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
   let data: (string | number)[] | undefined;
   let comment: string | undefined;
   let counter: { packets: number; bytes: number } | undefined;
-  eachAttribute(buffer, start, end, (type, from, to) => {
+  // The attributes walked in place (as eachAttribute does), without a closure per element.
+  let at = start;
+  while (at + 4 <= end) {
+    const length = buffer.readUInt16LE(at);
+    if (length < 4 || at + length > end) break;
+    const type = buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK;
+    const from = at + 4;
+    const to = at + length;
+    at += (length + 3) & ~3;
     if (type === 1 || type === 2) {
       // NFTA_SET_ELEM_KEY / _DATA, each holding NFTA_DATA_VALUE (1).
       const value = findAttribute(buffer, from, to, 1);
@@ -218,11 +243,19 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
       } else data = decoded;
     } else if (type === 6) comment = udataComment(buffer.subarray(from, to));
     else if (type === 7) counter ??= strictCounter(counterAt(buffer, from, to), strict, setName);
-    else if (type === 11) eachAttribute(buffer, from, to, (_t, f, t) => void (counter ??= strictCounter(counterAt(buffer, f, t), strict, setName)));
+    else if (type === 11) {
+      let inner = from;
+      while (inner + 4 <= to) {
+        const size = buffer.readUInt16LE(inner);
+        if (size < 4 || inner + size > to) break;
+        counter ??= strictCounter(counterAt(buffer, inner + 4, inner + size), strict, setName);
+        inner += (size + 3) & ~3;
+      }
+    }
     // Strict (verify's read-back): anything nft would list that this does not decode (flags,
     // timeouts, object references, other expressions) makes the caller list with nft instead.
     else if (strict) throw new Error(`${setName}: an element carries attribute ${type}, not read over netlink`);
-  });
+  }
   if (!key) throw new Error(`${setName}: an element without a key`);
   const elem: Record<string, unknown> = { val: valueOf(key) };
   if (comment !== undefined) elem.comment = comment;
