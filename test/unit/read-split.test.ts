@@ -80,6 +80,52 @@ describe('read() of a big table in two parts', () => {
     expect(backend.verify(backend.render(model), await backend.read())).toContainEqual(expect.stringMatching(/^map dnat4 element missing or different: .*"web"/));
   });
 
+  it('after a load of as many elements: lists (terse) before the element dumps are decoded, between two generation reads', async () => {
+    const order: string[] = [];
+    const transport = new ScriptedNftTransport().then('run', {}).then('list', { stdout: listing(true).text });
+    const generations = [7, 7];
+    const backend = new NftBackend({
+      runner: createRunner(),
+      transport,
+      readElements: {
+        elements: async () => {
+          order.push(`elements (${transport.calls.length} calls)`);
+          return { generation: 7, elements: simpleElements(), othersWithElements: [] };
+        },
+        generation: async () => {
+          order.push('generation');
+          return generations.shift() ?? 8;
+        },
+      },
+      readElementsFrom: 2,
+    });
+    const ruleset = backend.render(model);
+    await backend.load(ruleset);
+    const live = await backend.read();
+    // The terse listing was already asked for when the dumps began: the two run at once.
+    expect(order).toEqual(['generation', 'elements (2 calls)', 'generation']);
+    expect(transport.calls.map((c) => c.op)).toEqual(['run', 'list']);
+    expect(backend.verify(ruleset, live)).toEqual([]);
+    expect(live!.rawLongerThan?.(10)).toBe(true);
+    expect(live!.rawLongerThan?.(1 << 20)).toBe(false);
+  });
+
+  it('after a load, a commit between the generation reads makes it list in full', async () => {
+    const transport = new ScriptedNftTransport().then('run', {}).then('list', { stdout: listing(true).text }).then('list', { stdout: listing(false).text });
+    const generations = [7, 8];
+    const backend = new NftBackend({
+      runner: createRunner(),
+      transport,
+      readElements: { elements: async () => ({ generation: 7, elements: simpleElements(), othersWithElements: [] }), generation: async () => generations.shift() ?? 8 },
+      readElementsFrom: 2,
+    });
+    const ruleset = backend.render(model);
+    await backend.load(ruleset);
+    const live = await backend.read();
+    expect(transport.calls.slice(1)).toEqual([{ op: 'list', args, terse: true }, { op: 'list', args }]);
+    expect(live?.raw).toBe(listing(false).text);
+  });
+
   it.each([
     ['the ruleset changed between the dump and the listing', reader({ generation: 1, elements: simpleElements(), othersWithElements: [] }, 2), 0, true],
     ['another map holds elements (a terse listing drops them)', reader({ generation: 1, elements: simpleElements(), othersWithElements: ['dnat4_tcp_chains'] }), 0, false],

@@ -14,7 +14,7 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader } from './netlink-read.js';
+import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, simpleLayout } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -100,12 +100,17 @@ function documentOfText(text: string): NftDocument {
   throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
 }
 
-/** Elements of the maps and sets a document declares. */
-function elementCount(document: NftDocument): number {
+/**
+ * Elements a document declares in the simple mappings' maps and sets (read over netlink), or 0
+ * when another map or set holds some (then read() lists the table in full: no terse listing).
+ */
+function splitElementCount(document: NftDocument): number {
   let count = 0;
   for (const command of document.nftables) {
-    const body = 'add' in command ? ((command.add as Record<string, { elem?: unknown }>).map ?? (command.add as Record<string, { elem?: unknown }>).set) : undefined;
-    if (Array.isArray(body?.elem)) count += body.elem.length;
+    const body = 'add' in command ? ((command.add as Record<string, { name?: unknown; elem?: unknown }>).map ?? (command.add as Record<string, { name?: unknown; elem?: unknown }>).set) : undefined;
+    if (!Array.isArray(body?.elem) || !body.elem.length) continue;
+    if (!simpleLayout(String(body.name))) return 0;
+    count += body.elem.length;
   }
   return count;
 }
@@ -127,7 +132,7 @@ export class NftBackend implements Backend {
   private readonly statusTable: (() => Promise<StatusTable | null>) | false;
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
-  /** Elements of the maps and sets of the last batch load() sent: its read-back is big when this is (readSplit). */
+  /** Elements the last batch load() sent that read() takes over netlink: its read-back is big when this is (readSplit). */
   private loadedElements = 0;
 
   constructor(options: NftBackendOptions) {
@@ -166,7 +171,7 @@ export class NftBackend implements Backend {
 
   async load(ruleset: Ruleset): Promise<void> {
     const document = documents.get(ruleset);
-    this.loadedElements = document ? elementCount(document) : 0;
+    this.loadedElements = document ? splitElementCount(document) : 0;
     await this.loadText(ruleset.text, false);
   }
 
