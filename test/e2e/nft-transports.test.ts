@@ -261,7 +261,8 @@ describe.runIf(enabled)('natctl picks the in-process path, or falls back to nft'
     await chmod(join(bigDir, 'nft'), 0o755);
     const bulk = Array.from({ length: 16_000 }, (_, i) => ({ name: `bulk${i}`, hostPort: 20_000 + i, target: `${addr.c2}:80` }));
     const file = await box.writeConfig('big.json', { ...configA, mappings: [...configA.mappings, ...bulk] });
-    const applied = await box.natctl(['apply', '-f', file], { PATH: `${bigDir}:${process.env.PATH ?? ''}`, NFT_BIG_LOG: bigLog });
+    // A state dir of its own: a full load whatever the tests before applied (else a delta).
+    const applied = await box.natctl(['--state-dir', join(box.workDir, 'big-state'), 'apply', '-f', file], { PATH: `${bigDir}:${process.env.PATH ?? ''}`, NFT_BIG_LOG: bigLog });
     expect(applied.exitCode).toBe(0);
     const calls = (await readFile(bigLog, 'utf8')).split('\n').filter(Boolean);
     const hostNet = (await box.exec(box.host, 'readlink', ['/proc/self/ns/net'])).stdout.trim();
