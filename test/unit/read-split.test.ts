@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRunner } from '../../src/backends/exec.js';
 import { NftBackend } from '../../src/backends/nft/backend.js';
-import type { ElementsRead, ElementsReader } from '../../src/backends/nft/netlink-read.js';
+import { DumpRaceError, type ElementsRead, type ElementsReader } from '../../src/backends/nft/netlink-read.js';
 import { renderNftDocument, tableFamily, tableName } from '../../src/backends/nft/render.js';
 import { ScriptedNftTransport } from '../../src/backends/nft/transport-fake.js';
 import { parseConfigObject } from '../../src/config/load.js';
@@ -124,6 +124,27 @@ describe('read() of a big table in two parts', () => {
     const live = await backend.read();
     expect(transport.calls.slice(1)).toEqual([{ op: 'list', args, terse: true }, { op: 'list', args }]);
     expect(live?.raw).toBe(listing(false).text);
+  });
+
+  it('reads again once after a dump that raced a resize; lists at once after any other failure (no table)', async () => {
+    let calls = 0;
+    const racing: ElementsReader = {
+      elements: async () => {
+        calls++;
+        if (calls === 1) throw new DumpRaceError('dnat4 changed shape while it was dumped (a key came twice)');
+        return { generation: 1, elements: simpleElements(), othersWithElements: [] };
+      },
+      generation: async () => 1,
+    };
+    const transport = new ScriptedNftTransport().then('list', { stdout: listing(true).text });
+    const backend = new NftBackend({ runner: createRunner(), transport, readElements: racing, readElementsFrom: 0 });
+    expect(backend.verify(backend.render(model), await backend.read())).toEqual([]);
+    expect(calls).toBe(2);
+    let missing = 0;
+    const noTable: ElementsReader = { elements: async () => { missing++; throw new Error('No such file or directory'); }, generation: async () => 1 };
+    const empty = new ScriptedNftTransport().then('list', { exitCode: 1, stderr: 'Error: No such file or directory\n' });
+    expect(await new NftBackend({ runner: createRunner(), transport: empty, readElements: noTable, readElementsFrom: 0 }).read()).toBeNull();
+    expect(missing).toBe(1);
   });
 
   it.each([

@@ -14,7 +14,7 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, simpleLayout } from './netlink-read.js';
+import { DumpRaceError, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, simpleLayout } from './netlink-read.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
 import { documentToBatchText, valueText } from './text.js';
 import { type NftTransport, createNftTransport, describeNftTransport } from './transport.js';
@@ -192,11 +192,13 @@ export class NftBackend implements Backend {
     if (this.readElements) {
       // A dump that overlapped a resize of the hash table (right after a big load) is read again once.
       for (const wait of [50, 0]) {
-        const split = await this.readSplit(this.readElements).then((live) => ({ live }), () => undefined);
-        if (split) {
+        const split = await this.readSplit(this.readElements).then((live) => ({ live }), (error: unknown) => ({ error }));
+        if ('live' in split) {
           if (split.live) return split.live;
           break;
         }
+        // Anything but a race (no table: ENOENT; an element netlink does not decode) lists at once.
+        if (!(split.error instanceof DumpRaceError)) break;
         if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }

@@ -414,10 +414,13 @@ export interface ElementsRead {
  * (each message walks it again from the start, and rhashtable grows in deferred work right
  * after a big load), so as many keys were missed; the caller reads again or lists through nft.
  */
+/** A dump that raced a hash-table resize or a commit: reading again may succeed (anything else will not). */
+export class DumpRaceError extends Error {}
+
 export function dumpOrder(name: string, keys: readonly string[]): number[] {
   const order = keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
   for (let i = 1; i < order.length; i++) {
-    if (keys[order[i]!] === keys[order[i - 1]!]) throw new Error(`${name} changed shape while it was dumped (a key came twice)`);
+    if (keys[order[i]!] === keys[order[i - 1]!]) throw new DumpRaceError(`${name} changed shape while it was dumped (a key came twice)`);
   }
   return order;
 }
@@ -458,7 +461,7 @@ export async function readElements(netns?: string, minimum = 0): Promise<Element
       count += list.length;
       if (simple) elements[name] = dumpOrder(name, keys).map((i) => list[i]);
     }
-    if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
+    if ((await rulesetGeneration(socket)) !== generation) throw new DumpRaceError('the ruleset changed while it was read');
     return { generation, elements, othersWithElements };
   } finally {
     socket.close();
