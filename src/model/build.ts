@@ -133,7 +133,7 @@ function buildTargets(config: MappingConfig, side: HostSide, path: string, probl
   }
   if (family === undefined || targets.length !== texts.length) return undefined;
   // One target (nearly every mapping): an array of exactly one; one grown by push keeps room
-  // for 16, ~140 bytes a mapping (docs/performance.md, "Memory").
+  // for 16, ~140 bytes a mapping (docs/performance.md, "Memory of a cold apply").
   return { targets: targets.length === 1 ? [targets[0]!] : targets, family };
 }
 
