@@ -28,7 +28,7 @@ export interface NativeNftTransportOptions {
 export class NativeNftTransport implements NftTransport {
   readonly kind = 'addon' as const;
   readonly description: string;
-  private readonly spawned: SpawnNftTransport | undefined;
+  private spawned: SpawnNftTransport | undefined;
 
   constructor(
     private readonly binding: NativeBinding,
@@ -53,14 +53,31 @@ export class NativeNftTransport implements NftTransport {
     return { command, exitCode: answer.rc === 0 ? 0 : 1, stdout: answer.output, stderr: answer.error };
   }
 
+  /**
+   * `call` through the forked nft, else in process: a rejection means nft did not run (no nft
+   * binary: libnftables without the nft package; no space for the batch file, as when a full
+   * disk is why a restore runs), so the call is made here instead, and without a binary from
+   * then on.
+   */
+  private async outOfProcess(call: (spawned: SpawnNftTransport) => Promise<NftResult>, inProcess: () => Promise<NftResult>): Promise<NftResult> {
+    if (this.spawned) {
+      try {
+        return await call(this.spawned);
+      } catch (error) {
+        if (error instanceof EnvironmentError) this.spawned = undefined;
+      }
+    }
+    return inProcess();
+  }
+
   run(batch: string, options: { check: boolean }): Promise<NftResult> {
-    if (this.spawned && batch.length > bigBatch) return this.spawned.run(batch, options);
+    if (this.spawned && batch.length > bigBatch) return this.outOfProcess((spawned) => spawned.run(batch, options), () => this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check));
     return this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check);
   }
 
   list(args: readonly string[], options: { terse?: boolean } = {}): Promise<NftResult> {
     const command = listCommand(args);
-    if (this.spawned && options.terse) return this.spawned.list(args, options);
+    if (this.spawned && options.terse) return this.outOfProcess((spawned) => spawned.list(args, options), () => this.call(`nft -t -j ${command} (in process)`, command, false, true));
     return this.call(`nft${options.terse ? ' -t' : ''} -j ${command} (in process)`, command, false, options.terse ?? false);
   }
 
