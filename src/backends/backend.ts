@@ -40,6 +40,11 @@ export interface MappingCounters {
 export interface LiveState {
   /** Restorable as-is by `restore`. */
   raw: string;
+  /**
+   * Whether `raw` is longer than `length`, for a state whose `raw` is built only when read (a
+   * big table read in parts): answered without building it. Absent: look at `raw`.
+   */
+  rawLongerThan?(length: number): boolean;
   /** Stable text for comparisons: no handles, counters zeroed. */
   normalized: string;
   counters: MappingCounters[];

@@ -22,36 +22,55 @@ function summarize(change: Change): string {
   return ` ${m.proto} ${host} -> ${describeTargets(m)}`;
 }
 
-export function formatPlan(plan: Plan): string {
+/** formatPlan's text without its final newline, in pieces (a line each: 50,000 on a first apply). */
+function* planPieces(plan: Plan): Generator<string> {
   const drift = (plan.warnings ?? []).map((w) => `${yellow(`warning: ${w}`)}\n`).join('') + (plan.drift ? `${yellow('the live ruleset differs from the last apply: apply will rewrite it')}\n` : '');
-  if (!plan.changes.length) return `${drift}no changes (${plan.unchanged} object(s) unchanged)\n`;
-  // One line per change (50,000 on a first apply): the colour is decided once, not per line
-  // (process.env is slow to read), and the ops are counted in the same pass.
+  if (!plan.changes.length) {
+    yield `${drift}no changes (${plan.unchanged} object(s) unchanged)`;
+    return;
+  }
+  if (drift) yield drift;
+  // The colour is decided once, not per line (process.env is slow to read), and the ops are
+  // counted in the same pass.
   const colour = useColour();
   const tint = (code: number, text: string): string => (colour ? `\u001b[${code}m${text}\u001b[0m` : text);
   const counts = { add: 0, change: 0, remove: 0 };
-  const lines = plan.changes.map((change) => {
+  for (const change of plan.changes) {
     counts[change.op]++;
     const text = `${change.kind} ${change.name}${summarize(change)}`;
-    if (change.op === 'add') return tint(32, `+ ${text}`);
-    if (change.op === 'remove') return tint(31, `- ${text}`);
-    return tint(33, `~ ${text}`);
-  });
-  lines.push(tint(2, `${counts.add} to add, ${counts.change} to change, ${counts.remove} to remove, ${plan.unchanged} unchanged`));
-  return `${drift}${lines.join('\n')}\n`;
+    if (change.op === 'add') yield `${tint(32, `+ ${text}`)}\n`;
+    else if (change.op === 'remove') yield `${tint(31, `- ${text}`)}\n`;
+    else yield `${tint(33, `~ ${text}`)}\n`;
+  }
+  yield tint(2, `${counts.add} to add, ${counts.change} to change, ${counts.remove} to remove, ${plan.unchanged} unchanged`);
+}
+
+export function formatPlan(plan: Plan): string {
+  return `${[...planPieces(plan)].join('')}\n`;
+}
+
+/**
+ * formatApply's text in pieces, for a writer that sends them in chunks: at 50,000 mappings the
+ * whole text (and the copies joining it makes) is megabytes at the end of the apply, when
+ * natctl's memory peaks (docs/performance.md).
+ */
+export function* formatApplyPieces(result: ApplyResult): Generator<string> {
+  if (result.dryRun) {
+    yield 'dry run: nothing was changed\n';
+    yield* planPieces(result.plan);
+  } else if (!result.changed) {
+    yield `no changes: the kernel already holds generation ${result.generation?.generation ?? '?'}`;
+  } else {
+    yield* planPieces(result.plan);
+    if (result.repairedDrift) yield `\n${yellow('repaired drift: the live ruleset had been changed outside natctl')}`;
+    yield `\n${green(`applied generation ${result.generation?.generation ?? '?'}`)}`;
+  }
+  for (const warning of result.warnings) yield `\n${yellow(`warning: ${warning}`)}`;
+  yield '\n';
 }
 
 export function formatApply(result: ApplyResult): string {
-  const out: string[] = [];
-  if (result.dryRun) out.push('dry run: nothing was changed', formatPlan(result.plan).trimEnd());
-  else if (!result.changed) out.push(`no changes: the kernel already holds generation ${result.generation?.generation ?? '?'}`);
-  else {
-    out.push(formatPlan(result.plan).trimEnd());
-    if (result.repairedDrift) out.push(yellow('repaired drift: the live ruleset had been changed outside natctl'));
-    out.push(green(`applied generation ${result.generation?.generation ?? '?'}`));
-  }
-  for (const warning of result.warnings) out.push(yellow(`warning: ${warning}`));
-  return `${out.join('\n')}\n`;
+  return [...formatApplyPieces(result)].join('');
 }
 
 function table(header: string[], rows: string[][]): string {

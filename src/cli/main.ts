@@ -68,6 +68,18 @@ const backendOf = (controller: Controller): { name: string; reason: string } => 
 
 const print = (text: string): void => void process.stdout.write(text);
 const printJson = (value: unknown): void => print(`${JSON.stringify(value, null, 2)}\n`);
+/** Prints text given in pieces, ~64 KB at a time: a 50,000-line plan is never one string. */
+function printPieces(pieces: Iterable<string>): void {
+  let chunk = '';
+  for (const piece of pieces) {
+    chunk += piece;
+    if (chunk.length >= 65536) {
+      print(chunk);
+      chunk = '';
+    }
+  }
+  if (chunk) print(chunk);
+}
 
 function backendOption(): Option {
   return new Option('--backend <name>', 'ruleset backend').choices(['auto', 'nft', 'iptables-legacy']).default('auto');
@@ -115,7 +127,7 @@ export function buildProgram(setExit: (code: number) => void, output: ProgramOut
       const controller = await openController(opts);
       const result = await controller.apply(config, { dryRun: options.dryRun === true, verifyFull: options.verifyFull === true });
       if (opts.json) printJson({ kind: result.kind, changed: result.changed, dryRun: result.dryRun, generation: result.generation?.generation, backend: backendOf(controller), repairedDrift: result.repairedDrift, plan: result.plan, warnings: result.warnings });
-      else print((await formats()).formatApply(result));
+      else printPieces((await formats()).formatApplyPieces(result));
     });
 
   program.command('plan')

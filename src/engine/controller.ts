@@ -696,6 +696,15 @@ export class Controller {
       await this.restoreOrDie(before, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified`, true);
     }
+    // The listing is kept only while small: status then shows drift line by line (docs/operations.md).
+    // A normalized listing is never under a quarter of the listing's text: a big one is not normalized at all (docs/performance.md).
+    let listing: string | undefined;
+    try {
+      listing = !after ? '' : !(after.rawLongerThan?.(4 * maxKeptListing) ?? after.raw.length > 4 * maxKeptListing) ? after.normalized : undefined;
+    } catch {
+      listing = undefined; // not kept: status compares with the render instead
+    }
+    after = null; // a big read-back is the biggest object of the apply: not kept to its end
     if (switching) await this.switchFrom(switching, before);
 
     // Recorded before the host settings: a generation that cannot be written (ENOSPC, EIO)
@@ -704,9 +713,6 @@ export class Controller {
     let generation: Generation;
     try {
       const entry: Omit<Generation, 'generation' | 'time'> = { backend: this.backend.name, hash, stamp, kind: 'apply', config };
-      // The listing is kept only while small: status then shows drift line by line (docs/operations.md).
-      // A normalized listing is never under a quarter of the listing's text: a big one is not normalized at all (docs/performance.md).
-      const listing = !after ? '' : after.raw.length <= 4 * maxKeptListing ? after.normalized : undefined;
       if (listing !== undefined && listing.length <= maxKeptListing) entry.live = listing;
       generation = await this.record(entry, last, known);
     } catch (error) {

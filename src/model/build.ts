@@ -132,7 +132,9 @@ function buildTargets(config: MappingConfig, side: HostSide, path: string, probl
     targets.push({ addr: parsed.addr, ports });
   }
   if (family === undefined || targets.length !== texts.length) return undefined;
-  return { targets, family };
+  // One target (nearly every mapping): an array of exactly one; one grown by push keeps room
+  // for 16, ~140 bytes a mapping (docs/performance.md, "Memory of a cold apply").
+  return { targets: targets.length === 1 ? [targets[0]!] : targets, family };
 }
 
 function derivedName(mapping: Omit<Mapping, 'name'>): string {

@@ -4,7 +4,7 @@
 // without touching what the kernel holds, and forwards packets; the CLI and the library use the
 // addon with --netns / netns without spawning nft, and fall back to nft when it is disabled or
 // missing. Under CI=true (setup installs libnftables-dev) a missing addon fails these tests.
-import { chmod, mkdir, readFile, writeFile } from 'node:fs/promises';
+import { chmod, mkdir, readFile, readlink, writeFile } from 'node:fs/promises';
 import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import type { LiveState, Ruleset } from '../../src/backends/backend.js';
@@ -248,5 +248,29 @@ describe.runIf(enabled)('natctl picks the in-process path, or falls back to nft'
   it.runIf(addonRuns)('doctor checks the addon in the namespace natctl acts in', async () => {
     const doctor = await natctl(['doctor', '--json']);
     expect((JSON.parse(doctor.stdout) as { check: string; status: string; message: string }[]).find((c) => c.check === 'native binding')).toMatchObject({ status: 'pass', message: expect.stringContaining(`in netns ${box.host}`) });
+  });
+
+  it.runIf(addonRuns)('with the addon, a batch over 1 MB and its terse read-back run in an nft forked inside the namespace, without ip netns exec', async () => {
+    // The wrapper records its network and mount namespaces: `ip netns exec` always runs its
+    // command in a mount namespace of its own, a fork from natctl keeps natctl's.
+    const bigDir = join(box.workDir, 'bin-big');
+    const bigLog = join(box.workDir, 'nft-big.log');
+    await mkdir(bigDir);
+    const realNft = (await box.exec(box.host, 'sh', ['-c', 'command -v nft'])).stdout.trim();
+    await writeFile(join(bigDir, 'nft'), `#!/bin/sh\necho "$(readlink /proc/self/ns/net) $(readlink /proc/self/ns/mnt) $*" >> "$NFT_BIG_LOG"\nexec ${realNft} "$@"\n`);
+    await chmod(join(bigDir, 'nft'), 0o755);
+    const bulk = Array.from({ length: 16_000 }, (_, i) => ({ name: `bulk${i}`, hostPort: 20_000 + i, target: `${addr.c2}:80` }));
+    const file = await box.writeConfig('big.json', { ...configA, mappings: [...configA.mappings, ...bulk] });
+    // A state dir of its own: a full load whatever the tests before applied (else a delta).
+    const applied = await box.natctl(['--state-dir', join(box.workDir, 'big-state'), 'apply', '-f', file], { PATH: `${bigDir}:${process.env.PATH ?? ''}`, NFT_BIG_LOG: bigLog });
+    expect(applied.exitCode).toBe(0);
+    const calls = (await readFile(bigLog, 'utf8')).split('\n').filter(Boolean);
+    const hostNet = (await box.exec(box.host, 'readlink', ['/proc/self/ns/net'])).stdout.trim();
+    const ownMnt = (await readlink('/proc/self/ns/mnt')).trim();
+    expect(calls.filter((c) => / -j -f \S+$/.test(c))).toHaveLength(1);
+    expect(calls.filter((c) => / -t -j list table inet natctl$/.test(c))).toHaveLength(1);
+    for (const call of calls) expect(call.startsWith(`${hostNet} ${ownMnt} `)).toBe(true);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 20_005)).toBe(`c2 ${addr.ext} 80`);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
   });
 });

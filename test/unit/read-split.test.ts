@@ -5,7 +5,7 @@
 import { describe, expect, it } from 'vitest';
 import { createRunner } from '../../src/backends/exec.js';
 import { NftBackend } from '../../src/backends/nft/backend.js';
-import type { ElementsRead, ElementsReader } from '../../src/backends/nft/netlink-read.js';
+import { DumpRaceError, type ElementsRead, type ElementsReader } from '../../src/backends/nft/netlink-read.js';
 import { renderNftDocument, tableFamily, tableName } from '../../src/backends/nft/render.js';
 import { ScriptedNftTransport } from '../../src/backends/nft/transport-fake.js';
 import { parseConfigObject } from '../../src/config/load.js';
@@ -78,6 +78,73 @@ describe('read() of a big table in two parts', () => {
     const transport = new ScriptedNftTransport().then('list', { stdout: listing(true).text });
     const backend = new NftBackend({ runner: createRunner(), transport, readElements: reader({ generation: 1, elements, othersWithElements: [] }), readElementsFrom: 0 });
     expect(backend.verify(backend.render(model), await backend.read())).toContainEqual(expect.stringMatching(/^map dnat4 element missing or different: .*"web"/));
+  });
+
+  it('after a load of as many elements: lists (terse) before the element dumps are decoded, between two generation reads', async () => {
+    const order: string[] = [];
+    const transport = new ScriptedNftTransport().then('run', {}).then('list', { stdout: listing(true).text });
+    const generations = [7, 7];
+    const backend = new NftBackend({
+      runner: createRunner(),
+      transport,
+      readElements: {
+        elements: async () => {
+          order.push(`elements (${transport.calls.length} calls)`);
+          return { generation: 7, elements: simpleElements(), othersWithElements: [] };
+        },
+        generation: async () => {
+          order.push('generation');
+          return generations.shift() ?? 8;
+        },
+      },
+      readElementsFrom: 2,
+    });
+    const ruleset = backend.render(model);
+    await backend.load(ruleset);
+    const live = await backend.read();
+    // The terse listing was already asked for when the dumps began: the two run at once.
+    expect(order).toEqual(['generation', 'elements (2 calls)', 'generation']);
+    expect(transport.calls.map((c) => c.op)).toEqual(['run', 'list']);
+    expect(backend.verify(ruleset, live)).toEqual([]);
+    expect(live!.rawLongerThan?.(10)).toBe(true);
+    expect(live!.rawLongerThan?.(1 << 20)).toBe(false);
+  });
+
+  it('after a load, a commit between the generation reads makes it list in full', async () => {
+    const transport = new ScriptedNftTransport().then('run', {}).then('list', { stdout: listing(true).text }).then('list', { stdout: listing(false).text });
+    const generations = [7, 8];
+    const backend = new NftBackend({
+      runner: createRunner(),
+      transport,
+      readElements: { elements: async () => ({ generation: 7, elements: simpleElements(), othersWithElements: [] }), generation: async () => generations.shift() ?? 8 },
+      readElementsFrom: 2,
+    });
+    const ruleset = backend.render(model);
+    await backend.load(ruleset);
+    const live = await backend.read();
+    expect(transport.calls.slice(1)).toEqual([{ op: 'list', args, terse: true }, { op: 'list', args }]);
+    expect(live?.raw).toBe(listing(false).text);
+  });
+
+  it('reads again once after a dump that raced a resize; lists at once after any other failure (no table)', async () => {
+    let calls = 0;
+    const racing: ElementsReader = {
+      elements: async () => {
+        calls++;
+        if (calls === 1) throw new DumpRaceError('dnat4 changed shape while it was dumped (a key came twice)');
+        return { generation: 1, elements: simpleElements(), othersWithElements: [] };
+      },
+      generation: async () => 1,
+    };
+    const transport = new ScriptedNftTransport().then('list', { stdout: listing(true).text });
+    const backend = new NftBackend({ runner: createRunner(), transport, readElements: racing, readElementsFrom: 0 });
+    expect(backend.verify(backend.render(model), await backend.read())).toEqual([]);
+    expect(calls).toBe(2);
+    let missing = 0;
+    const noTable: ElementsReader = { elements: async () => { missing++; throw new Error('No such file or directory'); }, generation: async () => 1 };
+    const empty = new ScriptedNftTransport().then('list', { exitCode: 1, stderr: 'Error: No such file or directory\n' });
+    expect(await new NftBackend({ runner: createRunner(), transport: empty, readElements: noTable, readElementsFrom: 0 }).read()).toBeNull();
+    expect(missing).toBe(1);
   });
 
   it.each([

@@ -14,7 +14,7 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type CompactTable, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, readCompactPart, readShapeDigest, startCompactRead } from './netlink-read.js';
+import { type CompactTable, DumpRaceError, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, readCompactPart, readShapeDigest, simpleLayout, startCompactRead } from './netlink-read.js';
 import { compareCompactTable, countersOfCompact } from './status-compare.js';
 import { ShapeBaseline, shapeFingerprint } from './shape-baseline.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
@@ -106,6 +106,21 @@ function documentOfText(text: string): NftDocument {
   throw new Error('internal: an nft ruleset can only be verified by the backend that rendered it');
 }
 
+/**
+ * Elements a document declares in the simple mappings' maps and sets (read over netlink), or 0
+ * when another map or set holds some (then read() lists the table in full: no terse listing).
+ */
+function splitElementCount(document: NftDocument): number {
+  let count = 0;
+  for (const command of document.nftables) {
+    const body = 'add' in command ? ((command.add as Record<string, { name?: unknown; elem?: unknown }>).map ?? (command.add as Record<string, { name?: unknown; elem?: unknown }>).set) : undefined;
+    if (!Array.isArray(body?.elem) || !body.elem.length) continue;
+    if (!simpleLayout(String(body.name))) return 0;
+    count += body.elem.length;
+  }
+  return count;
+}
+
 /** The document behind each ruleset rendered in this process (the text is what nft loads; verify compares the document). */
 const documents = new WeakMap<Ruleset, NftDocument>();
 
@@ -128,6 +143,8 @@ export class NftBackend implements Backend {
   private readonly shapes = new WeakMap<LiveState, string>();
   private readonly readElements: ElementsReader | false;
   private readonly readElementsFrom: number;
+  /** Elements the last batch load() sent that read() takes over netlink: its read-back is big when this is (readSplit). */
+  private loadedElements = 0;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
@@ -165,8 +182,10 @@ export class NftBackend implements Backend {
     return this.loadText(ruleset.text, true);
   }
 
-  load(ruleset: Ruleset): Promise<void> {
-    return this.loadText(ruleset.text, false);
+  async load(ruleset: Ruleset): Promise<void> {
+    const document = documents.get(ruleset);
+    this.loadedElements = document ? splitElementCount(document) : 0;
+    await this.loadText(ruleset.text, false);
   }
 
   /** natctl's table as nft lists it (`nft -j list table`, terse: `-t`), parsed; null when the kernel holds none. */
@@ -186,11 +205,13 @@ export class NftBackend implements Backend {
     if (this.readElements) {
       // A dump that overlapped a resize of the hash table (right after a big load) is read again once.
       for (const wait of [50, 0]) {
-        const split = await this.readSplit(this.readElements).then((live) => ({ live }), () => undefined);
-        if (split) {
+        const split = await this.readSplit(this.readElements).then((live) => ({ live }), (error: unknown) => ({ error }));
+        if ('live' in split) {
           if (split.live) return split.live;
           break;
         }
+        // Anything but a race (no table: ENOENT; an element netlink does not decode) lists at once.
+        if (!(split.error instanceof DumpRaceError)) break;
         if (wait) await new Promise((resolve) => setTimeout(resolve, wait));
       }
     }
@@ -217,12 +238,23 @@ export class NftBackend implements Backend {
    * ruleset changed between the reads (the generation id before the dumps and after the listing).
    */
   private async readSplit(reader: ElementsReader): Promise<LiveState | undefined> {
-    const read = await reader.elements(this.readElementsFrom);
+    // Right after loading a big batch (the read-back of an apply) the terse listing (nft's
+    // thread or process: ~1.2 s at 50,000 mappings, fetching every element into nft's cache)
+    // runs while this thread decodes the element dumps; both between two reads of the
+    // generation id, so they saw the same ruleset. Otherwise one after the other: a small
+    // table is listed in full anyway (docs/performance.md, "Reading the ruleset back").
+    const parallel = this.loadedElements > 0 && this.loadedElements >= this.readElementsFrom;
+    const start = parallel ? await reader.generation() : undefined;
+    const terse = parallel ? this.listTable(true).then((listed) => ({ listed }), (error: unknown) => ({ error })) : undefined;
+    const read = await reader.elements(this.readElementsFrom).finally(() => terse);
+    const early = await terse;
+    if (early && 'error' in early) throw early.error;
     if (!read || read.othersWithElements.length) return undefined;
+    if (start !== undefined && read.generation !== start) return undefined;
     let count = 0;
     for (const list of Object.values(read.elements)) count += list.length;
     if (count < this.readElementsFrom) return undefined;
-    const listed = await this.listTable(true);
+    const listed = early ? early.listed : await this.listTable(true);
     // The table's shape digest in the same ruleset generation: a verify that agrees teaches status (checkShape).
     const shape = await readCompactPart('shape', this.runner.netns).catch(() => undefined);
     if (!listed || (await reader.generation()) !== read.generation) return undefined;
@@ -247,6 +279,19 @@ export class NftBackend implements Backend {
     if (shape?.meta?.digest && shape.generations.every((g) => g === read.generation)) this.shapes.set(live, shape.meta.digest);
     // The listing's text, as a full listing would have parsed, built only if asked for.
     Object.defineProperty(live, 'raw', { get: () => (raw ??= JSON.stringify(listing)), enumerable: true });
+    // Its length, without building it: the elements' texts are summed until they pass `length`.
+    live.rawLongerThan = (length: number): boolean => {
+      if (raw !== undefined) return raw.length > length;
+      // Each element is part of the text, with a comma: a lower bound.
+      let sum = 0;
+      for (const list of Object.values(read.elements)) {
+        for (const element of list) {
+          sum += JSON.stringify(element).length + 1;
+          if (sum > length) return true;
+        }
+      }
+      return (raw ??= JSON.stringify(listing)).length > length;
+    };
     this.listings.set(live, listing);
     return live;
   }

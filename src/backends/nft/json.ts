@@ -63,7 +63,9 @@ export const counter = (): NftStatement => ({ counter: { packets: 0, bytes: 0 } 
  * A set or map element with its own counter and, when given, a comment (the mapping's name), as
  * nft 1.0.6 lists it: {"elem": {"val": KEY, "comment": NAME, "counter": {...}}}.
  */
-export const element = (val: NftValue, comment?: string): NftExpr => ({ elem: comment === undefined ? { val, counter: { packets: 0, bytes: 0 } } : { val, comment, counter: { packets: 0, bytes: 0 } } });
+// Every rendered element's counter starts at zero: one shared, frozen object (100,000 of them at 50,000 mappings).
+const zeroCounter = Object.freeze({ packets: 0, bytes: 0 });
+export const element = (val: NftValue, comment?: string): NftExpr => ({ elem: comment === undefined ? { val, counter: zeroCounter } : { val, comment, counter: zeroCounter } });
 export const accept = (): NftStatement => ({ accept: null });
 export const drop = (): NftStatement => ({ drop: null });
 export const ret = (): NftStatement => ({ return: null });

@@ -343,9 +343,18 @@ function lookupKey(element: unknown): string {
   const value = isRecord(key) && isRecord(key.elem) && hasOwn(key.elem, 'val') ? key.elem.val : key;
   if (typeof value === 'number') return `n${value}`;
   if (typeof value === 'string') return `s${value}`;
-  const parts = isRecord(value) && Array.isArray(value.concat) ? value.concat : undefined;
-  if (parts && parts.every((part) => typeof part === 'number' || (typeof part === 'string' && !part.includes('\u0000')))) {
-    return `c${parts.map((part) => (typeof part === 'number' ? `n${part}` : `s${part}`)).join('\u0000')}`;
+  const parts = isRecord(value) && Array.isArray(value.concat) ? (value.concat as unknown[]) : undefined;
+  if (parts) {
+    // c, then n<number> or s<string> for each part, NUL between them; built in one pass (no
+    // array per element: 100,000 of them at 50,000 mappings, on both sides of a comparison).
+    let text = 'c';
+    for (let i = 0; i < parts.length; i++) {
+      const part = parts[i];
+      if (typeof part === 'number') text += i ? `\u0000n${part}` : `n${part}`;
+      else if (typeof part === 'string' && !part.includes('\u0000')) text += i ? `\u0000s${part}` : `s${part}`;
+      else return `j${JSON.stringify(value)}`;
+    }
+    return text;
   }
   return `j${JSON.stringify(value)}`;
 }

@@ -105,18 +105,33 @@ const fieldSize: Record<Field, number> = { ip4: 4, ip6: 16, proto: 1, port: 2 };
  */
 function decodeFields(buffer: Buffer, start: number, end: number, fields: Field[]): (string | number)[] | undefined {
   const padded = fields.length > 1;
-  const out: (string | number)[] = [];
+  // Exactly as long as the layout: an array grown by push keeps room for 16 values, ~4x the
+  // memory of two, for each of the 100,000 keys and data of 50,000 mappings.
+  const out = new Array<string | number>(fields.length);
   let at = start;
-  for (const field of fields) {
+  for (let i = 0; i < fields.length; i++) {
+    const field = fields[i]!;
     const size = fieldSize[field];
     if (at + size > end) return undefined;
-    if (field === 'ip4') out.push(`${buffer[at]}.${buffer[at + 1]}.${buffer[at + 2]}.${buffer[at + 3]}`);
-    else if (field === 'ip6') out.push(bigToIp(BigInt(`0x${buffer.toString('hex', at, at + size)}`), 6));
-    else if (field === 'proto') out.push(protocols[buffer[at]!] ?? buffer[at]!);
-    else out.push(buffer.readUInt16BE(at));
+    if (field === 'ip4') out[i] = ip4Text(buffer.readUInt32BE(at));
+    else if (field === 'ip6') out[i] = bigToIp(BigInt(`0x${buffer.toString('hex', at, at + size)}`), 6);
+    else if (field === 'proto') out[i] = protocols[buffer[at]!] ?? buffer[at]!;
+    else out[i] = buffer.readUInt16BE(at);
     at += padded ? (size + 3) & ~3 : size;
   }
   return at === end ? out : undefined;
+}
+
+// One string per address, however many elements hold it (a read's worth; dropped when it grows big).
+const ip4Texts = new Map<number, string>();
+function ip4Text(value: number): string {
+  let text = ip4Texts.get(value);
+  if (text === undefined) {
+    if (ip4Texts.size >= 65536) ip4Texts.clear();
+    text = `${value >>> 24}.${(value >>> 16) & 255}.${(value >>> 8) & 255}.${value & 255}`;
+    ip4Texts.set(value, text);
+  }
+  return text;
 }
 
 /** Key and data layouts of the maps and sets holding simple mappings (docs/ruleset.md), by name. */
@@ -140,6 +155,13 @@ export function decodeKeyText(name: string, bytes: string): (string | number)[] 
 
 const valueOf = (values: (string | number)[]): unknown => (values.length === 1 ? values[0] : { concat: values });
 
+/** The bytes at [start, end) as latin1 text, last byte first. */
+function reversedLatin1(buffer: Buffer, start: number, end: number): string {
+  let text = '';
+  for (let i = end - 1; i >= start; i--) text += String.fromCharCode(buffer[i]!);
+  return text;
+}
+
 /** Calls `each(type, start, end)` for every attribute in [start, end) of `buffer`, in place. */
 function eachAttribute(buffer: Buffer, start: number, end: number, each: (type: number, from: number, to: number) => void): void {
   let at = start;
@@ -153,25 +175,42 @@ function eachAttribute(buffer: Buffer, start: number, end: number, each: (type: 
 
 /** [start, end) of the first attribute of `type` in [start, end), or undefined. */
 function findAttribute(buffer: Buffer, start: number, end: number, type: number): [number, number] | undefined {
-  let found: [number, number] | undefined;
-  eachAttribute(buffer, start, end, (t, from, to) => {
-    if (found === undefined && t === type) found = [from, to];
-  });
-  return found;
+  let at = start;
+  while (at + 4 <= end) {
+    const length = buffer.readUInt16LE(at);
+    if (length < 4 || at + length > end) return undefined;
+    if ((buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK) === type) return [at + 4, at + length];
+    at += (length + 3) & ~3;
+  }
+  return undefined;
 }
+
+/** A u64 in network order at `at`, as a number (exact below 2^53, as Number(BigInt) is; rounded above). */
+function u64At(buffer: Buffer, at: number): number {
+  const high = buffer.readUInt32BE(at);
+  return high < 0x200000 ? high * 0x100000000 + buffer.readUInt32BE(at + 4) : Number(buffer.readBigUInt64BE(at));
+}
+
+const counterName = Buffer.from('counter\0', 'latin1');
 
 /** A counter expression at [start, end) (NFTA_EXPR_NAME "counter"; NFTA_COUNTER_BYTES 1, _PACKETS 2), else undefined. */
 function counterAt(buffer: Buffer, start: number, end: number): { packets: number; bytes: number } | undefined {
   const name = findAttribute(buffer, start, end, 1);
-  if (!name || buffer.toString('latin1', name[0], name[1]) !== 'counter\0') return undefined;
+  if (!name || buffer.compare(counterName, 0, counterName.length, name[0], name[1]) !== 0) return undefined;
   const data = findAttribute(buffer, start, end, 2);
   const counter = { packets: 0, bytes: 0 };
   if (data) {
-    eachAttribute(buffer, data[0], data[1], (type, from, to) => {
-      if (to - from < 8) return;
-      if (type === 1) counter.bytes = Number(buffer.readBigUInt64BE(from));
-      else if (type === 2) counter.packets = Number(buffer.readBigUInt64BE(from));
-    });
+    let at = data[0];
+    while (at + 4 <= data[1]) {
+      const length = buffer.readUInt16LE(at);
+      if (length < 4 || at + length > data[1]) break;
+      const type = buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK;
+      if (length - 4 >= 8) {
+        if (type === 1) counter.bytes = u64At(buffer, at + 4);
+        else if (type === 2) counter.packets = u64At(buffer, at + 4);
+      }
+      at += (length + 3) & ~3;
+    }
   }
   return counter;
 }
@@ -190,7 +229,15 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
   let data: (string | number)[] | undefined;
   let comment: string | undefined;
   let counter: { packets: number; bytes: number } | undefined;
-  eachAttribute(buffer, start, end, (type, from, to) => {
+  // The attributes walked in place (as eachAttribute does), without a closure per element.
+  let at = start;
+  while (at + 4 <= end) {
+    const length = buffer.readUInt16LE(at);
+    if (length < 4 || at + length > end) break;
+    const type = buffer.readUInt16LE(at + 2) & NLA_TYPE_MASK;
+    const from = at + 4;
+    const to = at + length;
+    at += (length + 3) & ~3;
     if (type === 1 || type === 2) {
       // NFTA_SET_ELEM_KEY / _DATA, each holding NFTA_DATA_VALUE (1).
       const value = findAttribute(buffer, from, to, 1);
@@ -201,16 +248,23 @@ function decodeElement(buffer: Buffer, start: number, end: number, layout: { key
         key = decoded;
         // nft sorts a listing's elements by value: one field as a number, a concatenation as one
         // host-order (little-endian) number, so by its bytes read from the last (nft 1.0.6).
-        const bytes = buffer.toString('latin1', value![0], value![1]);
-        keys?.push(fields!.length > 1 ? [...bytes].reverse().join('') : bytes);
+        if (keys) keys.push(fields!.length > 1 ? reversedLatin1(buffer, value![0], value![1]) : buffer.toString('latin1', value![0], value![1]));
       } else data = decoded;
     } else if (type === 6) comment = udataComment(buffer.subarray(from, to));
     else if (type === 7) counter ??= strictCounter(counterAt(buffer, from, to), strict, setName);
-    else if (type === 11) eachAttribute(buffer, from, to, (_t, f, t) => void (counter ??= strictCounter(counterAt(buffer, f, t), strict, setName)));
+    else if (type === 11) {
+      let inner = from;
+      while (inner + 4 <= to) {
+        const size = buffer.readUInt16LE(inner);
+        if (size < 4 || inner + size > to) break;
+        counter ??= strictCounter(counterAt(buffer, inner + 4, inner + size), strict, setName);
+        inner += (size + 3) & ~3;
+      }
+    }
     // Strict (verify's read-back): anything nft would list that this does not decode (flags,
     // timeouts, object references, other expressions) makes the caller list with nft instead.
     else if (strict) throw new Error(`${setName}: an element carries attribute ${type}, not read over netlink`);
-  });
+  }
   if (!key) throw new Error(`${setName}: an element without a key`);
   const elem: Record<string, unknown> = { val: valueOf(key) };
   if (comment !== undefined) elem.comment = comment;
@@ -369,10 +423,13 @@ export interface ElementsRead {
  * (each message walks it again from the start, and rhashtable grows in deferred work right
  * after a big load), so as many keys were missed; the caller reads again or lists through nft.
  */
+/** A dump that raced a hash-table resize or a commit: reading again may succeed (anything else will not). */
+export class DumpRaceError extends Error {}
+
 export function dumpOrder(name: string, keys: readonly string[]): number[] {
   const order = keys.map((_, i) => i).sort((a, b) => (keys[a]! < keys[b]! ? -1 : keys[a]! > keys[b]! ? 1 : 0));
   for (let i = 1; i < order.length; i++) {
-    if (keys[order[i]!] === keys[order[i - 1]!]) throw new Error(`${name} changed shape while it was dumped (a key came twice)`);
+    if (keys[order[i]!] === keys[order[i - 1]!]) throw new DumpRaceError(`${name} changed shape while it was dumped (a key came twice)`);
   }
   return order;
 }
@@ -413,7 +470,7 @@ export async function readElements(netns?: string, minimum = 0): Promise<Element
       count += list.length;
       if (simple) elements[name] = dumpOrder(name, keys).map((i) => list[i]);
     }
-    if ((await rulesetGeneration(socket)) !== generation) throw new Error('the ruleset changed while it was read');
+    if ((await rulesetGeneration(socket)) !== generation) throw new DumpRaceError('the ruleset changed while it was read');
     return { generation, elements, othersWithElements };
   } finally {
     socket.close();

@@ -73,7 +73,7 @@ export function decideNftTransport(nftPath?: string): TransportDecision {
 
 export function createNftTransport(choice: TransportChoice): NftTransport {
   const decision = decideNftTransport(choice.nftPath);
-  if (decision.kind === 'addon') return new NativeNftTransport(decision.binding, choice.runner.netns);
+  if (decision.kind === 'addon') return new NativeNftTransport(decision.binding, choice.runner.netns, choice.tempDir !== undefined ? { tempDir: choice.tempDir } : {});
   return new SpawnNftTransport({ runner: choice.runner, nft: decision.nft, ...(choice.tempDir !== undefined ? { tempDir: choice.tempDir } : {}), reason: decision.reason });
 }
 
