@@ -301,7 +301,11 @@ export class NftBackend implements Backend {
   }
 
   describe(): string {
-    return describeNftTransport(this.runner.netns === undefined ? {} : { netns: this.runner.netns });
+    const netns = this.runner.netns;
+    const lookups = this.netlinkLookups
+      ? `netlink lookups in process${netns === undefined ? '' : ` (the addon enters netns ${netns})`}`
+      : `netlink lookups off (${process.env.NATCTL_NETLINK === '0' ? 'NATCTL_NETLINK=0' : 'the addon cannot enter the namespace'}): through nft`;
+    return `${describeNftTransport(netns === undefined ? {} : { netns })}; ${lookups}`;
   }
 
   recoveryHint(): string {
