@@ -32,7 +32,7 @@ const workerScript = import.meta.url.endsWith('.ts') ? join(here, '../../dist/ba
 interface Helper {
   child: ChildProcessByStdio<Writable, Readable, null>;
   ready: boolean;
-  pending: Map<number, (answer: Launched | undefined) => void>;
+  pending: Map<number, (answer: Launched) => void>;
 }
 
 let helper: Helper | undefined;
@@ -48,7 +48,9 @@ function hold(h: Helper, on: boolean): void {
 function stop(h: Helper): void {
   if (helper === h) helper = undefined;
   failed = true;
-  for (const resolve of h.pending.values()) resolve(undefined);
+  // A command in flight may have run (a batch committed): never run it again, answer that it failed.
+  const message = 'the spawning helper exited before the command finished; it may or may not have run';
+  for (const resolve of h.pending.values()) resolve({ stdout: '', stderr: message, error: { code: 'EHELPER', message } });
   h.pending.clear();
   h.child.kill();
 }
@@ -89,9 +91,10 @@ function start(): void {
 
 /**
  * Runs `file args` through the helper when this process is big and the helper is up;
- * undefined: spawn it directly (small process, helper not ready yet, disabled, or failed).
+ * undefined: spawn it directly (small process, helper not ready yet, disabled, or failed). A
+ * command the helper took is never spawned again (a helper that dies answers it as failed).
  */
-export function launch(file: string, args: string[], timeoutMs: number): Promise<Launched | undefined> | undefined {
+export function launch(file: string, args: string[], timeoutMs: number): Promise<Launched> | undefined {
   // NATCTL_LAUNCHER=0: never; =1: whatever the size, from the first command (tests).
   const mode = process.env.NATCTL_LAUNCHER;
   if (failed || mode === '0') return undefined;
