@@ -113,3 +113,8 @@ export function launch(file: string, args: string[], timeoutMs: number): Promise
     h.child.stdin.write(`${JSON.stringify({ id, file, args, timeoutMs, cwd: process.cwd(), env: { ...process.env, LC_ALL: 'C' } })}\n`);
   });
 }
+
+/** The helper's pid while it runs (tests). */
+export function helperPid(): number | undefined {
+  return helper?.child.pid;
+}

@@ -3,7 +3,7 @@
 // through it as when it spawns directly: output, exit code, a missing command, a timeout.
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { createRunner } from '../../src/backends/exec.js';
-import { launch } from '../../src/backends/launcher.js';
+import { helperPid, launch } from '../../src/backends/launcher.js';
 import { EnvironmentError } from '../../src/errors.js';
 
 const saved = process.env.NATCTL_LAUNCHER;
@@ -38,5 +38,16 @@ describe('launcher', () => {
     expect(await runner.run('sh', ['-c', 'printf "a b"; exit 2'])).toEqual({ exitCode: 2, stdout: 'a b', stderr: '' });
     await expect(runner.run('natctl-no-such-command', [])).rejects.toBeInstanceOf(EnvironmentError);
     expect(await runner.run('sleep', ['5'], { timeoutMs: 200 })).toMatchObject({ exitCode: 124 });
+
+    // A helper that dies with a command out answers it as failed (it may have run: never run
+    // twice); from then on commands are spawned directly.
+    const pid = helperPid();
+    expect(pid).toBeDefined();
+    const out = runner.run('sleep', ['5']);
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    process.kill(pid!, 'SIGKILL');
+    expect(await out).toMatchObject({ exitCode: 128, stderr: expect.stringContaining('may or may not have run') });
+    expect(launch('true', [], 10_000)).toBeUndefined();
+    expect(await runner.run('sh', ['-c', 'echo direct'])).toEqual({ exitCode: 0, stdout: 'direct\n', stderr: '' });
   }, 30_000);
 });
