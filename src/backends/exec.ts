@@ -2,6 +2,7 @@
 // (never a shell), optionally inside a named network namespace.
 import { existsSync } from 'node:fs';
 import { EnvironmentError } from '../errors.js';
+import { launch } from './launcher.js';
 
 export interface RunResult {
   exitCode: number;
@@ -37,23 +38,24 @@ export function createRunner(netns?: string): Runner {
     async run(command, args, options = {}): Promise<RunResult> {
       const [file, argv] = netns === undefined ? [command, args] : ['ip', ['netns', 'exec', netns, command, ...args]];
       try {
-        // Loaded on the first command run, not at start-up: with the in-process addon, `status`,
-        // `plan` and `history` never spawn, and execa is ~100 ms of imports (docs/performance.md).
-        const { execa } = await import('execa');
-        const result = await execa(file, argv, {
-          reject: false,
-          stdin: 'ignore',
-          timeout: options.timeoutMs ?? 60_000,
-          env: { LC_ALL: 'C' },
-          stripFinalNewline: false,
-        });
-        const stdout = String(result.stdout ?? '');
-        const stderr = String(result.stderr ?? '');
+        const timeout = options.timeoutMs ?? 60_000;
+        // A big process (an agent holding 50,000 mappings) hands its commands to a small helper: a fork costs its size (launcher.ts).
+        const launched = await launch(file, argv, timeout);
+        let result: { exitCode?: number; failed: boolean; timedOut: boolean; code?: string; message: string; stdout: string; stderr: string };
+        if (launched) {
+          result = { ...launched, failed: launched.exitCode === undefined, timedOut: launched.timedOut === true, message: launched.error?.message ?? '', ...(launched.error ? { code: launched.error.code } : {}) };
+        } else {
+          // Loaded on the first command run, not at start-up: with the in-process addon, `status`,
+          // `plan` and `history` never spawn, and execa is ~100 ms of imports (docs/performance.md).
+          const { execa } = await import('execa');
+          const ran = await execa(file, argv, { reject: false, stdin: 'ignore', timeout, env: { LC_ALL: 'C' }, stripFinalNewline: false });
+          result = { exitCode: ran.exitCode, failed: ran.failed, timedOut: ran.timedOut, code: (ran as { code?: string }).code, message: String(ran.message), stdout: String(ran.stdout ?? ''), stderr: String(ran.stderr ?? '') };
+        }
+        const { stdout, stderr } = result;
         if (result.failed && result.exitCode === undefined) {
-          const code = (result as { code?: string }).code;
-          if (code === 'ENOENT') throw new EnvironmentError(`${command} not found; install it or point NATCTL_NFT at it`);
+          if (result.code === 'ENOENT') throw new EnvironmentError(`${command} not found; install it or point NATCTL_NFT at it`);
           if (result.timedOut) return { exitCode: 124, stdout, stderr: `${command} timed out` };
-          return { exitCode: 128, stdout, stderr: stderr || String(result.message) };
+          return { exitCode: 128, stdout, stderr: stderr || result.message };
         }
         // Inside a namespace `ip netns exec` runs the command; when it cannot, it says so itself.
         if (netns !== undefined && result.exitCode !== 0 && /^exec of ".*" failed: No such file or directory/m.test(stderr)) {

@@ -1,7 +1,8 @@
 // The in-process libnftables binding (native/, docs/performance.md "In-process nftables path").
 // `npm ci` builds it when libnftables-dev is installed (native/build.mjs); this module loads it
 // once and says why not when it cannot. Without it natctl spawns the nft binary, and
-// NATCTL_NATIVE=0 forces that. NATCTL_NATIVE_ADDON names another addon file (tests, packagers).
+// NATCTL_NATIVE=0 forces that (for nft's batches and listings only: the addon still enters
+// namespaces for netlink work, loadAddon). NATCTL_NATIVE_ADDON names another addon file (tests, packagers).
 import { readFileSync } from 'node:fs';
 import { createRequire } from 'node:module';
 import { fileURLToPath } from 'node:url';
@@ -72,9 +73,20 @@ function load(path: string): { path: string; binding?: NativeBinding; reason?: s
   }
 }
 
-/** The binding, or undefined when it is disabled, not built or does not load (then natctl spawns nft). */
+/** The binding for nftables batches and listings, or undefined when it is disabled, not built or does not load (then natctl spawns nft). */
 export function loadNativeBinding(): NativeBinding | undefined {
   if (process.env.NATCTL_NATIVE === '0') return undefined;
+  return loadAddon();
+}
+
+/**
+ * The addon for entering a namespace in process (withNetns: netlink sockets and /proc/sys of
+ * the managed namespace, src/host/netns.ts), or undefined when it is not built or does not
+ * load. NATCTL_NATIVE=0 does not turn this off: it means "never run nft's batches and listings
+ * through the in-process libnftables binding" (docs/contract.md), and withNetns calls no
+ * libnftables function. NATCTL_NETLINK=0 turns the netlink work off.
+ */
+export function loadAddon(): NativeBinding | undefined {
   const path = addonPath();
   if (cached?.path !== path) cached = load(path);
   return cached.binding;

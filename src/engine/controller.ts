@@ -165,6 +165,8 @@ interface LastApplied {
   model(): Model | undefined;
   index(): MappingIndex;
   warnings: string[];
+  /** The generation numbers listed in the state dir (under the lock they stay true until a record). */
+  numbers: number[];
 }
 
 function compareLive(expected: string | undefined, live: LiveState | null): Drift {
@@ -293,7 +295,7 @@ export class Controller {
       const built = modelOf() ?? emptyModel();
       return found ? (found.index ??= new MappingIndex(built)) : new MappingIndex(built);
     };
-    return { generation, apply, model: modelOf, index, warnings };
+    return { generation, apply, model: modelOf, index, warnings, numbers };
   }
 
   /** Remembers a generation just written with its model: the next apply starts from memory. */
@@ -378,10 +380,12 @@ export class Controller {
       const byName = new Map(built.map((m, i) => [m.name, { mapping: m, config: parsed[i]! }]));
       const baseMappings = index.model.mappings;
       const { mappings: baseConfigs = [], ...head } = base;
-      // Positions of the named mappings: a scan per name for a few (no pass over 50,000), one pass for many.
+      // Positions of the named mappings: for a few, the index's own object found by identity
+      // (lastIndexOf: a native scan from the end, where this API appends; a findIndex comparing
+      // names cost ~2 ms at 50,000); one pass for many.
       const named = [...new Set([...remove, ...byName.keys()])].filter((name) => index.has(name));
       const positions = new Map<string, number>();
-      if (named.length <= 16) for (const name of named) positions.set(name, baseMappings.findIndex((m) => m.name === name));
+      if (named.length <= 16) for (const name of named) positions.set(name, baseMappings.lastIndexOf(index.get(name)!));
       else {
         const wanted = new Set(named);
         baseMappings.forEach((m, i) => wanted.has(m.name) && positions.set(m.name, i));
@@ -457,8 +461,7 @@ export class Controller {
     this.progress('waiting for the lock');
     const lock = await acquireLock(this.state.dir, this.options.lockTimeoutMs ?? defaultLockTimeoutMs);
     try {
-      await this.backend.sweep?.();
-      await this.state.sweepTemp();
+      await Promise.all([this.backend.sweep?.(), this.state.sweepTemp()]);
       return await work();
     } finally {
       await lock.release();
@@ -501,8 +504,12 @@ export class Controller {
     const previous = last.apply?.backend === backend.name ? last.apply : undefined;
     let knownDrift: boolean | undefined;
     if (previous && backend.holds) {
-      this.progress('checking that the kernel holds the last generation');
-      let held = await backend.holds(previous.stamp);
+      // The agent API, from the generation this process wrote or read: the delta's own marker
+      // swap is the check (a kernel without the last generation's marker refuses the whole
+      // batch, and applyDelta then looks), so no lookup before it (docs/operations.md).
+      const assumed = known !== undefined && !options.verifyFull && this.cache?.generation === previous && Boolean(backend.renderDelta && backend.loadDelta && backend.verifyDelta);
+      if (!assumed) this.progress('checking that the kernel holds the last generation');
+      let held = assumed || (await backend.holds(previous.stamp));
       if (held && options.verifyFull) {
         this.cheapApplies = 0;
         this.progress('full check: comparing the whole live ruleset with the last generation');
@@ -537,20 +544,21 @@ export class Controller {
           return withRuleset({ kind: 'noop', changed: false, dryRun: false, plan: { changes: [], unchanged: countObjects(model) }, generation: previous, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(lastModel, { stamp: previous.stamp }));
         }
         if (delta) {
-          const result = await this.applyDelta(config, model, lastModel, delta, { hash, stamp, from: previous.stamp }, last, known);
-          if (result) return result;
-        }
-      }
+          const result = await this.applyDelta(config, model, lastModel, delta, { hash, stamp, from: previous.stamp }, last, known, assumed);
+          if (!('refused' in result)) return result;
+          knownDrift = result.drifted;
+        } else if (assumed && held) knownDrift = !(await backend.holds(previous.stamp));
+      } else if (assumed && held) knownDrift = !(await backend.holds(previous.stamp));
     }
     return this.applyFull(config, modelOf(), hash, stamp, last, knownDrift, known);
   }
 
   /**
-   * Sends only the difference. Refused: undefined (nothing changed; the caller takes the full
-   * path). Loaded but not verified: undone (inverse delta, else a full load of the previous
+   * Sends only the difference. Refused: `refused`, with whether the kernel had drifted from the
+   * last generation (nothing changed; the caller takes the full path). Loaded but not verified: undone (inverse delta, else a full load of the previous
    * generation), then ApplyError; RollbackError (exit 5) only when neither restores it.
    */
-  private async applyDelta(config: Config, model: Model, lastModel: Model, delta: Delta, stamps: { hash: string; stamp: string; from: string }, last: LastApplied, known: KnownChange | undefined): Promise<ApplyResult | undefined> {
+  private async applyDelta(config: Config, model: Model, lastModel: Model, delta: Delta, stamps: { hash: string; stamp: string; from: string }, last: LastApplied, known: KnownChange | undefined, assumed = false): Promise<ApplyResult | { refused: true; drifted: boolean }> {
     const backend = this.backend as Required<Pick<Backend, 'renderDelta' | 'loadDelta' | 'verifyDelta'>> & Backend;
     const { added, removed, changed } = delta.summary;
     this.progress(`loading a delta (+${added.length} -${removed.length} ~${changed.length} mapping(s)) in one atomic batch`);
@@ -563,7 +571,13 @@ export class Controller {
       const untouched = await backend.holds!(stamps.from).catch(() => false);
       if (untouched) {
         this.progress(`delta refused (${(error as Error).message.split('\n')[0]}): falling back to a full load`);
-        return undefined;
+        return { refused: true, drifted: false };
+      }
+      // Sent without a marker check first: a kernel holding neither marker had drifted (another
+      // writer, a flush) and refused the batch for it; the full path repairs it.
+      if (assumed && !(await backend.holds!(stamps.stamp).catch(() => true))) {
+        this.progress('the kernel no longer holds the last generation: a full load repairs it');
+        return { refused: true, drifted: true };
       }
       this.progress('the delta reported failure but the kernel no longer holds the previous generation: undoing it');
       const how = await this.undoDelta(model, lastModel, stamps, error);
@@ -581,19 +595,28 @@ export class Controller {
       const how = await this.undoDelta(model, lastModel, stamps, new Error(problems.join('; ')));
       throw new ApplyError(`apply failed verification: ${problems.slice(0, 5).join('; ')}\nthe previous ruleset was restored and verified (${how})`, true);
     }
-    this.progress('recording the generation');
-    let generation: Generation;
-    try {
-      generation = await this.record({ backend: backend.name, hash: stamps.hash, stamp: stamps.stamp, kind: 'apply', config }, last, known);
-    } catch (error) {
+    // The generation (fsyncs in libuv's thread pool) and the host settings (netlink sockets,
+    // /proc/sys) side by side. A generation that cannot be written still undoes the delta, and
+    // the host settings then follow the ruleset put back (docs/operations.md).
+    this.progress('recording the generation; host settings (hairpin, route_localnet, stale UDP flows)');
+    const plan = known?.plan ?? diffModels(lastModel, model);
+    const changes = mappingChangesOf(plan);
+    const [recorded, host] = await Promise.allSettled([
+      this.record({ backend: backend.name, hash: stamps.hash, stamp: stamps.stamp, kind: 'apply', config }, last, known),
+      this.hostEffects(lastModel, model, changes),
+    ]);
+    if (recorded.status === 'rejected') {
+      const error: unknown = recorded.reason;
       this.progress('recording failed: undoing the delta');
       const how = await this.undoDelta(model, lastModel, stamps, error);
+      this.progress('host settings of the restored ruleset');
+      await this.hostEffects(model, lastModel, { added: changes.removed, removed: changes.added }).catch(() => undefined);
       throw new ApplyError(`apply failed: the generation could not be recorded in ${this.state.dir} (${(error as Error).message})\nthe previous ruleset was restored and verified (${how}); free space in the state dir and apply again`, true, { cause: error });
     }
+    const generation = recorded.value;
     await this.remember(generation, model, known?.index(model));
-    const plan = known?.plan ?? diffModels(lastModel, model);
-    this.progress('host settings (hairpin, route_localnet, stale UDP flows)');
-    const warnings = await this.hostEffects(lastModel, model, mappingChangesOf(plan));
+    if (host.status === 'rejected') throw host.reason;
+    const warnings = host.value;
     return withRuleset({ kind: 'delta', changed: true, dryRun: false, plan, delta, generation, warnings: [...last.warnings, ...warnings], repairedDrift: false }, () => backend.render(model, { stamp: stamps.stamp }));
   }
 
@@ -637,7 +660,8 @@ export class Controller {
   /** Records a generation: as edits against the last one when the agent API made the config (small at any N). */
   private record(entry: Omit<Generation, 'generation' | 'time'>, last: LastApplied, known: KnownChange | undefined): Promise<Generation> {
     const parent = last.generation;
-    return this.state.record(entry, known && parent?.kind === 'apply' ? { parent, edits: known.edits } : undefined);
+    // Under the lock, after locked() checked the directories and last() listed the numbers.
+    return this.state.record(entry, known && parent?.kind === 'apply' ? { parent, edits: known.edits } : undefined, { ensured: true, numbers: last.numbers });
   }
 
   /** The full path: snapshot, load the whole ruleset, read back, verify, record, or restore the snapshot. */

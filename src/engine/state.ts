@@ -3,7 +3,7 @@
 // A generation that cannot be read (a torn disk, a hand edit) is skipped and reported, never
 // a reason to block history, plan, apply or rollback (docs/operations.md).
 import { createHash } from 'node:crypto';
-import { constants } from 'node:fs';
+import { constants, type Stats } from 'node:fs';
 import { lstat, mkdir, open, readdir, readFile, rename, rm } from 'node:fs/promises';
 import { join, relative, sep } from 'node:path';
 import type { BackendName } from '../backends/backend.js';
@@ -141,6 +141,15 @@ function problemOf(value: unknown, number: number): string | undefined {
   return undefined;
 }
 
+/**
+ * What the caller of record already knows under the apply lock (nobody else writes then): the
+ * directories were checked (ensure), and the generation numbers listed.
+ */
+export interface RecordContext {
+  ensured?: boolean;
+  numbers?: readonly number[];
+}
+
 /** A generation file as written: a whole config, or edits against `parent` (MappingEdits). */
 type StoredGeneration = Omit<Generation, 'config'> & ({ config: Config } | { parent: number; base: number; depth: number; edits: MappingEdits });
 
@@ -157,19 +166,34 @@ export class StateStore {
   constructor(readonly dir: string, readonly root: string = dir, private readonly keep = defaultKeep) {}
 
   /**
+   * The base (baseOf) of generation files this store wrote or read, by number: a file is never
+   * rewritten under its number while it exists, and an entry whose file is gone from a listing
+   * is dropped (record), so pruning does not open every kept file on each apply.
+   */
+  private readonly bases = new Map<number, number>();
+
+  /**
    * Creates the directories 0700 if needed and refuses, from the state dir down, any
    * component that is a symlink, not a directory, owned by another user, or writable by
    * group or others: any of those lets someone else plant or redirect a generation.
    */
   async ensure(): Promise<void> {
-    await mkdir(this.root, { recursive: true, mode: 0o700 });
     const rest = relative(this.root, this.dir);
     if (rest.startsWith('..')) throw new EnvironmentError(`internal: state dir ${this.dir} is not inside ${this.root}`);
     const parts = rest === '' ? [] : rest.split(sep);
-    let path = this.root;
-    await checkComponent(path);
-    for (const part of parts) {
-      path = join(path, part);
+    const paths = parts.reduce((all, part) => [...all, join(all[all.length - 1]!, part)], [this.root]);
+    // Usually every directory is there: one lstat each, side by side (an agent's apply pays this).
+    const infos = await Promise.all(paths.map((path) => lstat(path).catch((error: NodeJS.ErrnoException) => {
+      if (error.code === 'ENOENT') return undefined;
+      throw error;
+    })));
+    if (infos.every((info) => info !== undefined)) {
+      paths.forEach((path, i) => checkInfo(path, infos[i]!));
+      return;
+    }
+    await mkdir(this.root, { recursive: true, mode: 0o700 });
+    await checkComponent(this.root);
+    for (const path of paths.slice(1)) {
       await mkdir(path, { mode: 0o700 }).catch((error: NodeJS.ErrnoException) => {
         if (error.code !== 'EEXIST') throw error;
       });
@@ -283,9 +307,9 @@ export class StateStore {
    * already maxEditDepth long: then the whole config (bounded reads, bounded loss if a file of
    * the chain is lost). Returns the generation with its whole config either way.
    */
-  async record(entry: Omit<Generation, 'generation' | 'time'>, against?: { parent: Generation; edits: MappingEdits }): Promise<Generation> {
-    await this.ensure();
-    const numbers = await this.numbers();
+  async record(entry: Omit<Generation, 'generation' | 'time'>, against?: { parent: Generation; edits: MappingEdits }, known: RecordContext = {}): Promise<Generation> {
+    if (!known.ensured) await this.ensure();
+    const numbers = known.numbers ?? (await this.numbers());
     const generation: Generation = { generation: (numbers[numbers.length - 1] ?? 0) + 1, time: new Date().toISOString(), ...entry };
     const parentDepth = against?.parent.depth ?? 0;
     let stored: StoredGeneration = generation;
@@ -300,6 +324,9 @@ export class StateStore {
     // Compact: at 50,000 mappings indentation alone is megabytes per generation (docs/operations.md).
     await writeAtomic(join(this.dir, fileName(generation.generation)), `${JSON.stringify(stored)}\n`);
     await syncDir(this.dir);
+    const present = new Set(numbers);
+    for (const n of this.bases.keys()) if (!present.has(n)) this.bases.delete(n);
+    this.bases.set(generation.generation, 'base' in stored ? stored.base : generation.generation);
     // The last `keep` generations stay, and the files their edit chains lead back to.
     const all = [...numbers, generation.generation];
     const kept = all.slice(-this.keep);
@@ -315,6 +342,16 @@ export class StateStore {
    * head of its file: no whole config is parsed to prune.
    */
   private async baseOf(generation: number): Promise<number> {
+    const known = this.bases.get(generation);
+    if (known !== undefined) return known;
+    const base = await this.readBase(generation);
+    if (base === undefined) return generation;
+    this.bases.set(generation, base);
+    return base;
+  }
+
+  /** undefined when the file cannot be read now (not remembered). */
+  private async readBase(generation: number): Promise<number | undefined> {
     let head = '';
     try {
       const handle = await open(join(this.dir, fileName(generation)), constants.O_RDONLY | constants.O_NOFOLLOW);
@@ -326,7 +363,7 @@ export class StateStore {
         await handle.close();
       }
     } catch {
-      return generation;
+      return undefined;
     }
     const match = /"base":(\d+),"parent":/.exec(head);
     return match ? Number(match[1]) : generation;
@@ -334,7 +371,10 @@ export class StateStore {
 }
 
 async function checkComponent(path: string): Promise<void> {
-  const info = await lstat(path);
+  checkInfo(path, await lstat(path));
+}
+
+function checkInfo(path: string, info: Stats): void {
   if (info.isSymbolicLink()) throw new EnvironmentError(`state dir component ${path} is a symlink; natctl does not follow symlinks in its state dir (replace it with a directory, mode 700)`);
   if (!info.isDirectory()) throw new EnvironmentError(`state dir component ${path} is not a directory`);
   const uid = typeof process.getuid === 'function' ? process.getuid() : 0;

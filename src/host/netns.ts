@@ -4,17 +4,18 @@
 // and a socket keeps the namespace it was created in for its whole life, so a socket created
 // in the callback (the `netlink` package creates and binds it in its constructor) talks to
 // that namespace from then on (docs/operations.md, "Host settings").
-import { loadNativeBinding } from '../backends/native.js';
+import { loadAddon } from '../backends/native.js';
 
 /** Runs `create` inside `netns` (undefined: right here); throws when the addon cannot do that. */
 export function inNetns<T>(netns: string | undefined, create: () => T): T {
   if (netns === undefined) return create();
-  const binding = loadNativeBinding();
+  const binding = loadAddon();
   if (!binding?.withNetns) throw new Error('the in-process addon is not loaded (or predates withNetns)');
   return binding.withNetns(netns, create);
 }
 
 /** Whether inNetns can enter a namespace in process (else the callers spawn inside it). */
 export function canEnterNetns(): boolean {
-  return typeof loadNativeBinding()?.withNetns === 'function';
+  // The addon even with NATCTL_NATIVE=0, which keeps only nft's batches out of process (src/backends/native.ts).
+  return typeof loadAddon()?.withNetns === 'function';
 }

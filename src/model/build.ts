@@ -376,6 +376,11 @@ export class MappingIndex {
     return this.byName.has(name);
   }
 
+  /** The indexed mapping of that name: the very object in the model's list. */
+  get(name: string): Mapping | undefined {
+    return this.byName.get(name);
+  }
+
   /** Position of a mapping in the model (and in the config it was built from); for messages. */
   position(name: string): number | undefined {
     const found = this.model.mappings.findIndex((m) => m.name === name);

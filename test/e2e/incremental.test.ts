@@ -155,4 +155,20 @@ describe.runIf(enabled)('incremental applies on a real kernel', () => {
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
     expect((await status()).drift.drifted).toBe(false);
   }, 60_000);
+
+  it('natctl add on a clobbered table: the delta (sent without a marker check first) is refused, the full path repairs the table and adds the mapping', async () => {
+    await box.nft(['delete', 'table', 'inet', 'natctl']);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toMatch(/^ERR/);
+    const added = await box.natctl(['add', '--name', 'api', '--publish', '8082:80', '--target', addr.c2, '--network', 'lab0', '--json']);
+    expect(added.exitCode, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ kind: 'full', changed: true, repairedDrift: true });
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8082)).toBe(`c2 ${addr.ext} 80`);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
+    expect((await status()).drift.drifted).toBe(false);
+    // Back to deltas once the kernel holds the last generation again.
+    const removed = await box.natctl(['rm', 'api', '--json']);
+    expect(removed.exitCode, removed.stderr).toBe(0);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ kind: 'delta' });
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8082)).toMatch(/^ERR/);
+  }, 60_000);
 });

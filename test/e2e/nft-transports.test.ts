@@ -234,7 +234,7 @@ describe.runIf(enabled)('natctl picks the in-process path, or falls back to nft'
     expect(check?.fix).toMatch(/libnftables-dev/);
   });
 
-  it('NATCTL_NATIVE=0 spawns nft for every call, and doctor says it is disabled', async () => {
+  it('NATCTL_NATIVE=0 spawns nft for every batch and listing, and doctor says it is disabled', async () => {
     await writeFile(callLog, '');
     const applied = await natctl(['apply', '-f', fileA], { NATCTL_NATIVE: '0' });
     expect(applied.exitCode).toBe(0);
@@ -243,6 +243,28 @@ describe.runIf(enabled)('natctl picks the in-process path, or falls back to nft'
     expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8085)).toMatch(/^ERR/);
     const doctor = await natctl(['doctor', '--json'], { NATCTL_NATIVE: '0' });
     expect((JSON.parse(doctor.stdout) as { check: string; status: string; message: string }[]).find((c) => c.check === 'native binding')).toMatchObject({ status: 'info', message: expect.stringContaining('NATCTL_NATIVE=0') });
+  });
+
+  it.runIf(addonRuns)('NATCTL_NATIVE=0: an agent add spawns nft once, for the delta; marker and keys are looked up over netlink in process (NATCTL_NETLINK=0: through nft)', async () => {
+    expect((await natctl(['apply', '-f', fileA], { NATCTL_NATIVE: '0' })).exitCode).toBe(0);
+    const spawned = async (): Promise<string[]> => (await nftCalls()).filter((call) => call !== '--version');
+    await writeFile(callLog, '');
+    const added = await natctl(['add', '--name', 'api', '--publish', '8090:80', '--target', addr.c2, '--network', 'lab0', '--json'], { NATCTL_NATIVE: '0' });
+    expect(added.exitCode, added.stderr).toBe(0);
+    expect(JSON.parse(added.stdout)).toMatchObject({ kind: 'delta', changed: true });
+    expect(await spawned()).toEqual([expect.stringMatching(/^-j -f \S+ruleset\.json$/)]);
+    const verbose = await natctl(['--verbose', 'status'], { NATCTL_NATIVE: '0' });
+    expect(verbose.stderr).toContain(`nft transport: spawned nft via ip netns exec ${box.host} (the in-process addon is not loaded: disabled by NATCTL_NATIVE=0); netlink lookups in process (the addon enters netns ${box.host})`);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8090)).toBe(`c2 ${addr.ext} 80`);
+    // Without netlink the same delta is checked through nft: the markers are listed.
+    await writeFile(callLog, '');
+    const removed = await natctl(['rm', 'api', '--json'], { NATCTL_NATIVE: '0', NATCTL_NETLINK: '0' });
+    expect(removed.exitCode, removed.stderr).toBe(0);
+    expect(JSON.parse(removed.stdout)).toMatchObject({ kind: 'delta' });
+    const calls = await spawned();
+    expect(calls.some((call) => /^-j list set inet natctl g-[0-9a-f]+$/.test(call))).toBe(true);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8090)).toMatch(/^ERR/);
+    expect(await box.connect(box.ext, 'tcp', addr.hostUp, 8080)).toBe(`c1 ${addr.ext} 80`);
   });
 
   it.runIf(addonRuns)('doctor checks the addon in the namespace natctl acts in', async () => {

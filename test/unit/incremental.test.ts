@@ -348,6 +348,46 @@ describe('agent API: mappings by name', () => {
     expect(corrupt.map((c) => c.reason)).toEqual([expect.stringMatching(/not valid JSON/), expect.stringMatching(/records edits against generation \d+, which is unreadable/)]);
   });
 
+  it('sends its delta without a marker lookup first; a clobbered table refuses it, and the full path repairs it', async () => {
+    const looked: string[] = [];
+    const holds = backend.holds.bind(backend);
+    backend.holds = async (stamp) => {
+      looked.push(stamp);
+      return holds(stamp);
+    };
+    let lookedBeforeLoad = -1;
+    const loadDelta = backend.loadDelta.bind(backend);
+    backend.loadDelta = async (delta) => {
+      lookedBeforeLoad = looked.length;
+      return loadDelta(delta);
+    };
+    expect(await controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4', network: 'lab0' }])).toMatchObject({ kind: 'delta' });
+    expect(lookedBeforeLoad).toBe(0);
+    looked.length = 0;
+    backend.live = { raw: 'tampered', normalized: 'tampered', counters: [], blocked: [] };
+    const result = await controller.removeMappings(['db']);
+    expect(result).toMatchObject({ kind: 'full', changed: true, repairedDrift: true });
+    expect(looked.length).toBeGreaterThan(0);
+    expect((await controller.status()).mappings.map((m) => m.name)).toEqual(['web']);
+    expect((await controller.status()).drift.drifted).toBe(false);
+    looked.length = 0;
+    expect(await controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4', network: 'lab0' }])).toMatchObject({ kind: 'delta' });
+    expect(lookedBeforeLoad).toBe(0);
+  });
+
+  it('a generation that cannot be recorded undoes the agent delta: exit 1, the previous ruleset, no new generation', async () => {
+    const before = backend.live;
+    controller.state.record = async () => {
+      throw Object.assign(new Error('ENOSPC: no space left on device, write'), { code: 'ENOSPC' });
+    };
+    const error = await controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4', network: 'lab0' }]).catch((e: unknown) => e);
+    expect(error).toBeInstanceOf(ApplyError);
+    expect((error as ApplyError).exitCode).toBe(1);
+    expect((error as Error).message).toMatch(/could not be recorded .*ENOSPC[\s\S]*restored and verified/);
+    expect(backend.live?.normalized).toBe(before?.normalized);
+    expect((await controller.history()).length).toBe(1);
+  });
+
   it('a failed delta of the agent API leaves the previous ruleset and history', async () => {
     backend.deltaFaults = ['corrupt'];
     await expect(controller.addMappings([{ name: 'db', hostPort: 5432, target: '198.18.0.4' }])).rejects.toBeInstanceOf(ApplyError);

@@ -14,7 +14,8 @@ import { sweepTempFiles } from '../tempfile.js';
 import { type DeltaPlan, renderNftDelta } from './delta.js';
 import type { NftCommand, NftDocument, NftListing } from './json.js';
 import { type StatusTable, compareStatusTable, countersOf, countersOfTable, foreignObjects, listingToBatch, liveStateOf, verifyListing } from './listing.js';
-import { type CompactTable, DumpRaceError, type ElementsReader, elementsReader, encodeKey, getElements, rawTableReader, readCompactPart, readShapeDigest, simpleLayout, startCompactRead } from './netlink-read.js';
+import { canEnterNetns } from '../../host/netns.js';
+import { type CompactTable, DumpRaceError, type ElementsReader, elementsReader, encodeKey, getElements, hasSets, rawTableReader, readCompactPart, readShapeDigest, simpleLayout, startCompactRead } from './netlink-read.js';
 import { compareCompactTable, countersOfCompact } from './status-compare.js';
 import { ShapeBaseline, shapeFingerprint } from './shape-baseline.js';
 import { markerName, renderNftDocument, renderNftFlush, tableFamily, tableName } from './render.js';
@@ -48,6 +49,13 @@ export interface NftBackendOptions {
   readElementsFrom?: number;
   /** Where status keeps what it learned of the table's shape (shape-baseline.ts); default: in memory only. */
   baselineFile?: string;
+  /**
+   * Whether the marker check (holds) and a delta's read-back look keys and sets up over
+   * netlink (netlink-read.ts: hasSets, getElements) rather than through the transport. Default:
+   * in process when it can be (no namespace, or the addon enters it), unless a transport is
+   * given or NATCTL_NETLINK=0; the transport's nft takes over whenever a lookup fails.
+   */
+  netlinkLookups?: boolean;
 }
 
 function kernelMessage(stderr: string): string {
@@ -145,6 +153,7 @@ export class NftBackend implements Backend {
   private readonly readElementsFrom: number;
   /** Elements the last batch load() sent that read() takes over netlink: its read-back is big when this is (readSplit). */
   private loadedElements = 0;
+  private readonly netlinkLookups: boolean;
 
   constructor(options: NftBackendOptions) {
     this.runner = options.runner;
@@ -160,6 +169,7 @@ export class NftBackend implements Backend {
     this.readElements = options.readElements ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' ? (elementsReader(options.runner) ?? false) : false);
     this.readElementsFrom = options.readElementsFrom ?? 4096;
     this.baseline = new ShapeBaseline(options.baselineFile);
+    this.netlinkLookups = options.netlinkLookups ?? (options.transport === undefined && process.env.NATCTL_NETLINK !== '0' && (options.runner.netns === undefined || canEnterNetns()));
   }
 
   render(model: Model, options: { stamp?: string } = {}): Ruleset {
@@ -406,7 +416,11 @@ export class NftBackend implements Backend {
   }
 
   describe(): string {
-    return describeNftTransport(this.runner.netns === undefined ? {} : { netns: this.runner.netns });
+    const netns = this.runner.netns;
+    const lookups = this.netlinkLookups
+      ? `netlink lookups in process${netns === undefined ? '' : ` (the addon enters netns ${netns})`}`
+      : `netlink lookups off (${process.env.NATCTL_NETLINK === '0' ? 'NATCTL_NETLINK=0' : 'the addon cannot enter the namespace'}): through nft`;
+    return `${describeNftTransport(netns === undefined ? {} : { netns })}; ${lookups}`;
   }
 
   recoveryHint(): string {
@@ -417,10 +431,27 @@ export class NftBackend implements Backend {
     await this.loadText(documentToBatchText(renderNftFlush()), false);
   }
 
-  /** The marker set named after the stamp: one small listing, whatever the number of mappings. */
+  /**
+   * The marker set named after the stamp: one lookup by name over netlink (no process, no nft
+   * cache), else one small listing through the transport; whatever the number of mappings.
+   */
   async holds(stamp: string): Promise<boolean> {
-    if (!stampPattern.test(stamp)) return false;
-    const result = await this.transport.list(['set', tableFamily, tableName, markerName(stamp)]);
+    return (await this.markers([stamp]))[0]!;
+  }
+
+  /** holds() of each stamp, side by side. */
+  private async markers(stamps: string[]): Promise<boolean[]> {
+    const valid = stamps.map((stamp) => stampPattern.test(stamp));
+    const names = stamps.filter((_stamp, i) => valid[i]).map(markerName);
+    let found: boolean[] | undefined;
+    if (this.netlinkLookups && names.length) found = await hasSets(this.runner.netns, names).catch(() => undefined);
+    found ??= await Promise.all(names.map((name) => this.listsSet(name)));
+    let next = 0;
+    return valid.map((ok) => ok && found[next++]!);
+  }
+
+  private async listsSet(name: string): Promise<boolean> {
+    const result = await this.transport.list(['set', tableFamily, tableName, name]);
     if (result.exitCode === 0) return true;
     const error = failure('nft -j list set', result.exitCode, result.stderr);
     if (isNotFound(error)) return false;
@@ -472,8 +503,12 @@ export class NftBackend implements Backend {
   async verifyDelta(delta: Delta): Promise<string[]> {
     const plan = this.planOf(delta);
     const problems: string[] = [];
-    if (!(await this.holds(plan.to))) problems.push(`the marker ${markerName(plan.to)} is missing`);
-    if (plan.from !== plan.to && (await this.holds(plan.from))) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    // The markers and the keys are looked up side by side (a few netlink round trips).
+    const keyProblems: string[] = [];
+    const [[hasTo, hasFrom], { present, absent }] = await Promise.all([this.markers([plan.to, plan.from]), this.readKeysByNetlink(plan, keyProblems)]);
+    if (!hasTo) problems.push(`the marker ${markerName(plan.to)} is missing`);
+    if (plan.from !== plan.to && hasFrom) problems.push(`the marker ${markerName(plan.from)} is still there`);
+    problems.push(...keyProblems);
     // The added elements: one check-mode batch of `create` must fail with EEXIST once per
     // element (every key is there), then `add` of the elements as sent must commit (a key held
     // with other data fails it; the same element is left as it is, counter included). The
@@ -482,7 +517,6 @@ export class NftBackend implements Backend {
     // The simple mappings' elements are read by key over netlink where it can be opened
     // (src/backends/nft/netlink-read.ts: a lookup, not a dump); the rest, and all of them when
     // netlink cannot be used, are probed through nft below.
-    const { present, absent } = await this.readKeysByNetlink(plan, problems);
     const lines = [...present].flatMap(([map, elements]) => elements.map(({ text }) => ({ map, text, create: `create element ${where} ${map} { ${text} }\n`, add: `add element ${where} ${map} { ${text} }\n` })));
     if (lines.length) {
       const created = await this.transport.run(lines.map((l) => l.create).join(''), { check: true });
@@ -560,7 +594,7 @@ export class NftBackend implements Backend {
       }
     }
     // A scripted transport stands for a kernel netlink cannot see.
-    if (!lookups.length || this.transport.kind === 'fake') return { present: plan.present, absent: plan.absent };
+    if (!lookups.length || !this.netlinkLookups || this.transport.kind === 'fake') return { present: plan.present, absent: plan.absent };
     let found: unknown[];
     try {
       found = await getElements(this.runner.netns, lookups);

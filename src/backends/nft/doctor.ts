@@ -6,7 +6,7 @@ import { isRoot } from '../exec.js';
 import { withTempFile } from '../tempfile.js';
 import { formatPortRange, rangesOverlap } from '../../config/ports.js';
 import type { Model } from '../../model/model.js';
-import { displayAddonPath, loadNativeBinding, nativeBindingStatus } from '../native.js';
+import { displayAddonPath, loadAddon, loadNativeBinding, nativeBindingStatus } from '../native.js';
 import { NativeNftTransport } from './transport-native.js';
 import { tableName } from './render.js';
 import type { NftChain, NftListing, NftRule } from './json.js';
@@ -132,7 +132,10 @@ async function native(ctx: DoctorContext): Promise<CheckResult> {
   const status = nativeBindingStatus();
   const binding = loadNativeBinding();
   if (!status.loaded || !binding) {
-    if (status.loaded || status.disabled) return result('native binding', 'info', 'disabled by NATCTL_NATIVE=0; natctl spawns the nft binary');
+    if (status.loaded || status.disabled) {
+      const netlink = process.env.NATCTL_NETLINK !== '0' && loadAddon()?.withNetns ? '; netlink work (marker and key lookups, host settings) still runs in process through the addon' : '';
+      return result('native binding', 'info', `disabled by NATCTL_NATIVE=0; natctl spawns the nft binary for batches and listings${netlink}`);
+    }
     return result('native binding', 'warn', `the in-process libnftables addon is not loaded (${status.reason}); natctl spawns the nft binary instead, which costs a process per call`,
       'apt-get install libnftables-dev, then rebuild the addon: npm rebuild natctl (in a checkout: npm run build:native)');
   }

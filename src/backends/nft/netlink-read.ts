@@ -896,3 +896,27 @@ async function shapeDigest(socket: Socket, table: Buffer, chains: Map<number, Bu
 export async function readShapeDigest(runner: Runner): Promise<string | undefined> {
   return (await readPartApart('shape', runner)).meta?.digest;
 }
+
+/**
+ * Which of the named sets natctl's table holds (NFT_MSG_GETSET without NLM_F_DUMP: the kernel
+ * looks the name up, or ENOENT), in `netns` through the addon, on the socket getElements keeps:
+ * the generation marker check (NftBackend.holds) without nft's cache or a process.
+ */
+export async function hasSets(netns: string | undefined, names: readonly string[]): Promise<boolean[]> {
+  const socket = lookupSocket(netns);
+  const table = cString(tableName);
+  try {
+    return await Promise.all(names.map((name) =>
+      socket.request((NFNL_SUBSYS_NFTABLES << 8) | NFT_MSG_GETSET, request(attribute(1, table), attribute(2, cString(name))), { flags: 0 }).then(
+        ([messages]) => messages.length > 0,
+        (error: Error) => {
+          if (/ENOENT/.test(error.message)) return false;
+          throw error;
+        },
+      )));
+  } catch (error) {
+    socket.close();
+    lookupSockets.delete(netns ?? '');
+    throw error;
+  }
+}
