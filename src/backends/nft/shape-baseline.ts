@@ -12,6 +12,9 @@ import { simpleLayout } from './netlink-read.js';
 
 const kept = 16;
 
+/** Written whole, then renamed over the file: a reader sees the old file or the new one. */
+const tempOf = (file: string): string => `${file}.${process.pid}.tmp`;
+
 interface Entry { fingerprint: string; digests: string[] }
 
 function entriesOf(text: string): Entry[] {
@@ -61,14 +64,18 @@ export class ShapeBaseline {
       }
     }
     this.remember(fingerprint, digest);
-    if (this.file === undefined) return;
-    const temp = `${this.file}.${process.pid}.tmp`;
+    const file = this.file;
+    if (file === undefined) return;
     try {
-      writeFileSync(temp, JSON.stringify({ entries: this.entries }), { mode: 0o600 });
-      renameSync(temp, this.file);
+      writeFileSync(tempOf(file), this.text(), { mode: 0o600 });
+      renameSync(tempOf(file), file);
     } catch {
       // Not learned on disk: status compares in full once and learns then.
     }
+  }
+
+  private text(): string {
+    return JSON.stringify({ entries: this.entries });
   }
 
   private remember(fingerprint: string, digest: string): void {
@@ -86,11 +93,11 @@ export class ShapeBaseline {
   async learn(fingerprint: string, digest: string): Promise<void> {
     await this.load();
     this.remember(fingerprint, digest);
-    if (this.file === undefined) return;
-    const temp = `${this.file}.${process.pid}.tmp`;
+    const file = this.file;
+    if (file === undefined) return;
     try {
-      await writeFile(temp, JSON.stringify({ entries: this.entries }), { mode: 0o600 });
-      await rename(temp, this.file);
+      await writeFile(tempOf(file), this.text(), { mode: 0o600 });
+      await rename(tempOf(file), file);
     } catch {
       // Not learned on disk (a read-only or full state dir): the next status compares in full again.
     }
