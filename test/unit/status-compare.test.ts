@@ -13,6 +13,7 @@ import { compareCompactTable, countersOfCompact } from '../../src/backends/nft/s
 import { ipToBig } from '../../src/config/addr.js';
 import { parseConfigObject } from '../../src/config/load.js';
 import { buildModel } from '../../src/model/build.js';
+import { tableNamesOf } from '../helpers/status-table.js';
 
 const config = parseConfigObject({
   version: 1,
@@ -39,31 +40,22 @@ function dataBytes(ip: string, port: number): string {
 
 /** What status reads over netlink right after `doc` was loaded (every counter at zero). */
 function tableOf(doc: NftDocument): CompactTable {
-  const table: CompactTable = { chains: [], sets: [], maps: [], rules: [], elements: new Map(), generation: 7 };
-  for (const command of doc.nftables) {
-    if (!('add' in command)) continue;
-    const object = command.add;
-    if ('chain' in object) table.chains.push(object.chain.name);
-    else if ('rule' in object) table.rules.push({ chain: object.rule.chain, ...(object.rule.expr.some((s) => 'counter' in s) ? { counter: { packets: 0, bytes: 0 } } : {}), ...(object.rule.comment ? { comment: object.rule.comment } : {}) });
-    else if ('map' in object || 'set' in object) {
-      const body = 'map' in object ? object.map : object.set;
-      ('map' in object ? table.maps : table.sets).push(body.name);
-      if (!/^(dnat[46](_addr)?|fwd[46]_[a-z]+(_addr)?)$/.test(body.name)) continue;
-      const set: CompactSet = { name: body.name, keys: [], data: [], comments: [], packets: [], bytes: [], odd: [] };
-      for (const item of (body.elem ?? []) as unknown[]) {
-        const [key, data] = Array.isArray(item) ? item : [item, undefined];
-        const elem = (key as { elem: { val: unknown; comment?: string } }).elem;
-        const values = typeof elem.val === 'object' ? (elem.val as { concat: (string | number)[] }).concat : [elem.val as number];
-        set.keys.push(encodeKey(body.name, values)!.toString('latin1'));
-        const [ip, port] = data ? (data as { concat: [string, number] }).concat : ['', 0];
-        set.data.push(data ? dataBytes(ip, port) : '');
-        set.comments.push(elem.comment ?? null);
-        set.packets.push(0);
-        set.bytes.push(0);
-      }
-      table.elements.set(body.name, set);
+  const elements: CompactTable['elements'] = new Map();
+  const table: CompactTable = { ...tableNamesOf(doc, (name, items) => {
+    const set: CompactSet = { name, keys: [], data: [], comments: [], packets: [], bytes: [], odd: [] };
+    for (const item of items) {
+      const [key, data] = Array.isArray(item) ? item : [item, undefined];
+      const elem = (key as { elem: { val: unknown; comment?: string } }).elem;
+      const values = typeof elem.val === 'object' ? (elem.val as { concat: (string | number)[] }).concat : [elem.val as number];
+      set.keys.push(encodeKey(name, values)!.toString('latin1'));
+      const [ip, port] = data ? (data as { concat: [string, number] }).concat : ['', 0];
+      set.data.push(data ? dataBytes(ip, port) : '');
+      set.comments.push(elem.comment ?? null);
+      set.packets.push(0);
+      set.bytes.push(0);
     }
-  }
+    elements.set(name, set);
+  }), elements, generation: 7 };
   return table;
 }
 

@@ -8,6 +8,7 @@ import { renderNftDocument } from '../../src/backends/nft/render.js';
 import type { NftDocument } from '../../src/backends/nft/json.js';
 import { parseConfigObject } from '../../src/config/load.js';
 import { buildModel } from '../../src/model/build.js';
+import { tableNamesOf } from '../helpers/status-table.js';
 
 /** A netlink attribute: length, type, payload, padded to 4 bytes. */
 function nla(type: number, ...payload: Buffer[]): Buffer {
@@ -72,19 +73,8 @@ const document = renderNftDocument(buildModel(config), { stamp: 'abc123' });
 
 /** What the kernel holds right after loading `doc`, as status reads it over netlink. */
 function tableOf(doc: NftDocument): StatusTable {
-  const table: StatusTable = { chains: [], sets: [], maps: [], rules: [], elements: {} };
-  for (const command of doc.nftables) {
-    if (!('add' in command)) continue;
-    const object = command.add;
-    if ('chain' in object) table.chains.push(object.chain.name);
-    else if ('rule' in object) table.rules.push({ chain: object.rule.chain, ...(object.rule.expr.some((s) => 'counter' in s) ? { counter: { packets: 0, bytes: 0 } } : {}), ...(object.rule.comment ? { comment: object.rule.comment } : {}) });
-    else if ('map' in object || 'set' in object) {
-      const body = 'map' in object ? object.map : object.set;
-      ('map' in object ? table.maps : table.sets).push(body.name);
-      if (/^(dnat[46](_addr)?|fwd[46]_[a-z]+(_addr)?)$/.test(body.name)) table.elements[body.name] = structuredClone(body.elem ?? []);
-    }
-  }
-  return table;
+  const elements: StatusTable['elements'] = {};
+  return { ...tableNamesOf(doc, (name, items) => void (elements[name] = structuredClone(items))), elements };
 }
 
 describe('status table', () => {

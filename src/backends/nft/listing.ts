@@ -520,14 +520,16 @@ export function statusTableListing(table: StatusTable): NftListing {
   return { nftables: objects };
 }
 
+/** What both of status's reads hold besides elements: the table's objects by name and its rules' chains. */
+export type TableNames = Pick<StatusTable, 'chains' | 'sets' | 'maps'> & { rules: readonly { chain: string }[] };
+
 /**
- * status's comparison of a status table with a batch (docs/operations.md, "status"): every
- * chain, map and set by name (the generation marker among them), the number of rules in each
- * chain, and every element of the maps and sets holding simple mappings, compared as verify
- * compares them. Rule contents, base chain settings and the elements of the small dispatch
- * maps are compared by the full comparison (`apply --verify-full`), which lists the table.
+ * What status compares however it read the table (docs/operations.md, "status"): every chain,
+ * map and set by name (the generation marker among them; anything not declared is reported)
+ * and the number of rules in each chain. `elementProblems` compares one map or set's elements;
+ * undefined: not a simple mappings' map or set, its elements left to the full comparison.
  */
-export function compareStatusTable(document: NftDocument, table: StatusTable | null): string[] {
+export function compareTableObjects(document: NftDocument, table: TableNames | null, elementProblems: (name: string, body: Record<string, unknown>) => string[] | undefined): string[] {
   const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
   const wanted = contentsOf(declared);
   const problems: string[] = [];
@@ -545,14 +547,28 @@ export function compareStatusTable(document: NftDocument, table: StatusTable | n
       if (held !== rules) problems.push(`${name} has ${held} rules, expected ${rules}`);
       continue;
     }
-    const elements = table?.elements[String(body.name)];
-    if (!elements) continue; // not a simple mappings' map or set: its elements are left to the full comparison
-    const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
-    if (elements.length !== wantedElements.length) problems.push(`${name} has ${elements.length} elements, expected ${wantedElements.length}`);
-    for (const element of missingElements(wantedElements, elements)) problems.push(`${name} element missing or different: ${display(element)}`);
+    problems.push(...(elementProblems(name, body) ?? []));
   }
   for (const name of live) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
   return problems;
+}
+
+/**
+ * status's comparison of a status table with a batch: compareTableObjects, and every element of
+ * the maps and sets holding simple mappings, compared as verify compares them. Rule contents,
+ * base chain settings and the elements of the small dispatch maps are compared by the full
+ * comparison (`apply --verify-full`), which lists the table.
+ */
+export function compareStatusTable(document: NftDocument, table: StatusTable | null): string[] {
+  return compareTableObjects(document, table, (name, body) => {
+    const elements = table?.elements[String(body.name)];
+    if (!elements) return undefined;
+    const wantedElements = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
+    const problems: string[] = [];
+    if (elements.length !== wantedElements.length) problems.push(`${name} has ${elements.length} elements, expected ${wantedElements.length}`);
+    for (const element of missingElements(wantedElements, elements)) problems.push(`${name} element missing or different: ${display(element)}`);
+    return problems;
+  });
 }
 
 /**

@@ -321,6 +321,34 @@ function openSocket(netns?: string): Socket {
   return inNetns(netns, () => createNetlink(NETLINK_NETFILTER, { recvBufferSize: 4 << 20, messagePeeking: false, msgBufferSize: 64 << 10 }));
 }
 
+// NFTA_SET_NAME 2, NFTA_SET_FLAGS 3 (u32, big-endian; NFT_SET_ANONYMOUS 0x2, NFT_SET_MAP 0x8).
+// Anonymous sets (`{ 80, 443 }` in a rule, listed as __set0, ...) belong to their rules.
+const setFlags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
+const isAnonymous = (a: Map<number, Buffer[]>): boolean => (setFlags(a) & 0x2) !== 0;
+
+/** The names of named sets and of maps, apart. */
+function namesByKind(setsAndMaps: Map<number, Buffer[]>[]): { sets: string[]; maps: string[] } {
+  const sets: string[] = [];
+  const maps: string[] = [];
+  for (const a of setsAndMaps) ((setFlags(a) & 0x8) !== 0 ? maps : sets).push(text(first(a, 2)) ?? '');
+  return { sets, maps };
+}
+
+/** A rule as status shows it: its chain (NFTA_RULE_CHAIN 2), counter (in NFTA_RULE_EXPRESSIONS 4) and comment (NFTA_RULE_USERDATA 7). */
+function rawRuleOf(a: Map<number, Buffer[]>): RawRule {
+  const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
+  const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
+  if (counter) rule.counter = counter;
+  const comment = udataComment(first(a, 7));
+  if (comment !== undefined) rule.comment = comment;
+  return rule;
+}
+
+/** An empty table and no table look alike in the chain and set dumps: NFT_MSG_GETTABLE (1) of its name tells them apart. */
+function tableExists(socket: Socket, table: Buffer): Promise<boolean> {
+  return socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false);
+}
+
 async function dump(socket: Socket, type: number, payload: Buffer): Promise<Map<number, Buffer[]>[]> {
   const [messages] = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | type, payload, { flags: NLM_F_DUMP });
   return messages.map((message) => attributes(message.data, 4));
@@ -361,28 +389,12 @@ export async function readRawTableInto(sink: (name: string, elements: RawElement
     const chains = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table))))
       .filter((a) => text(first(a, 1)) === tableName)
       .map((a) => text(first(a, 3)) ?? '');
-    // NFTA_SET_NAME 2, NFTA_SET_FLAGS 3 (u32, big-endian; NFT_SET_ANONYMOUS 0x2, NFT_SET_MAP 0x8).
-    // Anonymous sets (`{ 80, 443 }` in a rule, listed as __set0, ...) belong to their rules.
-    const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
-    const setsAndMaps = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName && (flags(a) & 0x2) === 0);
-    const isMap = (a: Map<number, Buffer[]>): boolean => (flags(a) & 0x8) !== 0;
-    const sets = setsAndMaps.filter((a) => !isMap(a)).map((a) => text(first(a, 2)) ?? '');
-    const maps = setsAndMaps.filter(isMap).map((a) => text(first(a, 2)) ?? '');
-    if (!chains.length && !setsAndMaps.length) {
-      // An empty table and no table look alike in these dumps: the rule dump tells them apart.
-      const probe = await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false);
-      if (!probe) return null;
-    }
+    const setsAndMaps = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName && !isAnonymous(a));
+    const { sets, maps } = namesByKind(setsAndMaps);
+    if (!chains.length && !setsAndMaps.length && !(await tableExists(socket, table))) return null;
     const rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table))))
       .filter((a) => text(first(a, 1)) === tableName)
-      .map((a): RawRule => {
-        const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
-        const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
-        if (counter) rule.counter = counter;
-        const comment = udataComment(first(a, 7));
-        if (comment !== undefined) rule.comment = comment;
-        return rule;
-      });
+      .map(rawRuleOf);
     for (const name of [...maps, ...sets]) {
       if (!simpleLayout(name)) continue;
       sink(name, []);
@@ -704,28 +716,18 @@ export async function readCompactPart(part: CompactPart, netns?: string): Promis
   try {
     const table = cString(tableName);
     const before = await rulesetGeneration(socket);
-    const flags = (a: Map<number, Buffer[]>): number => first(a, 3)?.readUInt32BE(0) ?? 0;
     const setsAll = (await dump(socket, NFT_MSG_GETSET, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
-    const setsAndMaps = setsAll.filter((a) => (flags(a) & 0x2) === 0);
+    const setsAndMaps = setsAll.filter((a) => !isAnonymous(a));
     const names = setsAndMaps.map((a) => text(first(a, 2)) ?? '');
     let meta: TableMeta | null | undefined;
     if (part !== 'fwd') {
       const chainDump = (await dump(socket, NFT_MSG_GETCHAIN, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
       const chains = chainDump.map((a) => text(first(a, 3)) ?? '');
-      const isMap = (a: Map<number, Buffer[]>): boolean => (flags(a) & 0x8) !== 0;
-      meta = { chains, sets: setsAndMaps.filter((a) => !isMap(a)).map((a) => text(first(a, 2)) ?? ''), maps: setsAndMaps.filter(isMap).map((a) => text(first(a, 2)) ?? ''), rules: [] };
-      // An empty table and no table look alike in these dumps: the rule dump tells them apart.
-      if (!chains.length && !setsAndMaps.length && !(await socket.request((NFNL_SUBSYS_NFTABLES << 8) | 1, request(attribute(1, table)), { flags: 0 }).then(() => true, () => false))) meta = null;
+      meta = { chains, ...namesByKind(setsAndMaps), rules: [] };
+      if (!chains.length && !setsAndMaps.length && !(await tableExists(socket, table))) meta = null;
       if (meta) {
         const rules = (await dump(socket, NFT_MSG_GETRULE, request(attribute(1, table)))).filter((a) => text(first(a, 1)) === tableName);
-        meta.rules = rules.map((a): RawRule => {
-          const rule: RawRule = { chain: text(first(a, 2)) ?? '' };
-          const counter = counterOf([...attributes(first(a, 4) ?? Buffer.alloc(0)).values()].flat());
-          if (counter) rule.counter = counter;
-          const comment = udataComment(first(a, 7));
-          if (comment !== undefined) rule.comment = comment;
-          return rule;
-        });
+        meta.rules = rules.map(rawRuleOf);
         meta.digest = await shapeDigest(socket, table, chainDump, setsAll, rules);
       }
     }

@@ -6,7 +6,7 @@
 import type { LiveState } from '../backend.js';
 import { formatEndpoint } from '../../model/target.js';
 import type { NftDocument } from './json.js';
-import { type AnyObject, contentsOf, countersTable, display, ruleCounters } from './listing.js';
+import { compareTableObjects, countersTable, display, ruleCounters } from './listing.js';
 import { type CompactSet, type CompactTable, decodeKeyText, simpleLayout } from './netlink-read.js';
 
 const protocolNumbers: Record<string, number> = { tcp: 6, udp: 17, sctp: 132 };
@@ -133,38 +133,19 @@ function compareSet(label: string, expected: Expected, held: CompactSet): string
 }
 
 /**
- * The comparison status makes (docs/operations.md, "status"): every chain, map and set by name
- * (the generation marker among them; anything not declared is reported), the number of rules
- * in each chain, and every element of the maps and sets holding simple mappings, key, data,
- * comment and counter, both ways (missing, different, not declared).
+ * The comparison status makes (docs/operations.md, "status"): compareTableObjects, and every
+ * element of the maps and sets holding simple mappings, key, data, comment and counter, both
+ * ways (missing, different, not declared).
  */
 export function compareCompactTable(document: NftDocument, table: CompactTable | null): string[] {
-  const declared = document.nftables.flatMap((c) => ('add' in c ? [c.add as unknown as AnyObject] : []));
-  const wanted = contentsOf(declared);
-  const problems: string[] = [];
-  const live = new Set([...(table?.chains ?? []).map((n) => `chain ${n}`), ...(table?.sets ?? []).map((n) => `set ${n}`), ...(table?.maps ?? []).map((n) => `map ${n}`)]);
-  const ruleCounts = new Map<string, number>();
-  for (const rule of table?.rules ?? []) ruleCounts.set(rule.chain, (ruleCounts.get(rule.chain) ?? 0) + 1);
-  for (const [name, body] of wanted.objects) {
-    if (!name.startsWith('chain ') && !name.startsWith('set ') && !name.startsWith('map ')) continue;
-    if (!live.has(name)) {
-      problems.push(`${name} is missing`);
-      continue;
-    }
-    if (name.startsWith('chain ')) {
-      const [held, rules] = [ruleCounts.get(String(body.name)) ?? 0, wanted.rules.get(String(body.name))?.length ?? 0];
-      if (held !== rules) problems.push(`${name} has ${held} rules, expected ${rules}`);
-      continue;
-    }
+  return compareTableObjects(document, table, (name, body) => {
     const held = table?.elements.get(String(body.name));
-    if (!held) continue; // not a simple mappings' map or set: its elements are left to the full comparison
+    if (!held) return undefined;
     const items = Array.isArray(body.elem) ? (body.elem as unknown[]) : [];
     const expected = expectedElements(String(body.name), items);
     if (!expected) throw new Error(`${name}: an element natctl rendered does not fit its layout`);
-    problems.push(...compareSet(name, expected, held));
-  }
-  for (const name of live) if (!wanted.objects.has(name)) problems.push(`${name} is not declared`);
-  return problems;
+    return compareSet(name, expected, held);
+  });
 }
 
 const dnatName = /^dnat([46])(_addr)?$/;
