@@ -71,14 +71,14 @@ export class NativeNftTransport implements NftTransport {
   }
 
   run(batch: string, options: { check: boolean }): Promise<NftResult> {
-    if (this.spawned && batch.length > bigBatch) return this.outOfProcess((spawned) => spawned.run(batch, options), () => this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check));
-    return this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check);
+    const here = (): Promise<NftResult> => this.call(`nft${options.check ? ' -c' : ''} -j -f <batch> (in process)`, batch, options.check);
+    return this.spawned && batch.length > bigBatch ? this.outOfProcess((spawned) => spawned.run(batch, options), here) : here();
   }
 
   list(args: readonly string[], options: { terse?: boolean } = {}): Promise<NftResult> {
     const command = listCommand(args);
-    if (this.spawned && options.terse) return this.outOfProcess((spawned) => spawned.list(args, options), () => this.call(`nft -t -j ${command} (in process)`, command, false, true));
-    return this.call(`nft${options.terse ? ' -t' : ''} -j ${command} (in process)`, command, false, options.terse ?? false);
+    const here = (): Promise<NftResult> => this.call(`nft${options.terse ? ' -t' : ''} -j ${command} (in process)`, command, false, options.terse ?? false);
+    return this.spawned && options.terse ? this.outOfProcess((spawned) => spawned.list(args, options), here) : here();
   }
 
   async version(): Promise<string> {
